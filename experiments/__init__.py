@@ -1,0 +1,1 @@
+"""Experiment configs: ``python main.py --config=experiments/<name>.py[:variant]``."""

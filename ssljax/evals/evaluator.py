@@ -1,0 +1,114 @@
+"""Evaluation of a training state: frozen features -> linear probe, kNN, RankMe.
+
+``Evaluator(config, method, mesh, info).run(state)`` extracts backbone representations (what linear
+probes and kNN use) and projector embeddings (what RankMe scores) of the train and eval splits,
+un-augmented, with the data-parallel mesh, then runs the evaluators on the host.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from ssljax import data, sharding
+from ssljax.data import augment
+from ssljax.evals.knn import knn_top1
+from ssljax.evals.linear import linear_probe
+from ssljax.metrics import rankme
+
+
+class Evaluator:
+  """Runs the evaluations configured in ``config.eval`` on a TrainState.
+
+  Args:
+    config: the experiment config (reads ``eval.*``, ``input.data``, ``input.image_size``,
+      ``input.mean``/``input.std``).
+    method: the Method whose ``represent`` gives the features.
+    mesh: the device mesh (features are computed data-parallel).
+    info: the data set's DatasetInfo.
+  """
+
+  def __init__(self, config, method, mesh, info):
+    self.cfg = config.eval
+    self.data_cfg = config.input.data
+    self.info = info
+    self.mesh = mesh
+    shards = math.lcm(sharding.data_axis_size(mesh), jax.process_count())
+    self.batch_size = int(math.ceil(int(self.cfg.batch_size) / shards) * shards)
+    size = int(config.input.image_size)
+    mean, std = tuple(config.input.mean), tuple(config.input.std)
+    represent = method.represent
+
+    def features(params, method_state, images, labels, mask):
+      x = augment.preprocess_eval(images, size=size, mean=mean, std=std)
+      return represent(params["method"], method_state, x), labels, mask
+
+    self._features = jax.jit(
+        features,
+        in_shardings=(None, None, *(sharding.batch_sharding(mesh),) * 3),
+        out_shardings=sharding.replicated(mesh),
+    )
+
+  def features(self, state, split: str, *, max_samples: int = -1) -> dict[str, np.ndarray]:
+    """``representation`` [N, F], ``embedding`` [N, K] and ``label`` [N] of a split (host numpy)."""
+    chunks: dict[str, list[np.ndarray]] = {"representation": [], "embedding": [], "label": []}
+    count = 0
+    local_batch = self.batch_size // jax.process_count()
+    for batch in data.iterate_eval(self.data_cfg, split, batch_size=local_batch):
+      g = sharding.global_batch(
+          {"image": batch["image"], "label": batch["label"], "mask": batch["mask"]}, self.mesh)
+      out, labels, mask = jax.device_get(
+          self._features(state.params, state.method_state, g["image"], g["label"], g["mask"]))
+      keep = np.asarray(mask, bool)
+      for key in ("representation", "embedding"):
+        chunks[key].append(np.asarray(out[key])[keep])
+      chunks["label"].append(np.asarray(labels)[keep])
+      count += int(keep.sum())
+      if 0 < max_samples <= count:
+        break
+    result = {k: np.concatenate(v) for k, v in chunks.items()}
+    if max_samples > 0:
+      result = {k: v[:max_samples] for k, v in result.items()}
+    return result
+
+  def rankme(self, state) -> dict[str, float]:
+    """RankMe of the projector embeddings (and backbone representations) of the train split."""
+    n = int(self.cfg.rankme_samples)
+    feats = self.features(state, self.data_cfg.train_split, max_samples=n)
+    return {"rankme": rankme(feats["embedding"], max_samples=n),
+            "rankme_representation": rankme(feats["representation"], max_samples=n)}
+
+  def run(self, state, *, final: bool = True) -> dict[str, Any]:
+    """Linear probe, kNN and RankMe as configured; returns a flat dict of floats."""
+    del final  # The same evaluations run mid-training and at the end.
+    t0 = time.perf_counter()
+    cfg = self.cfg
+    train = self.features(state, self.data_cfg.train_split,
+                          max_samples=int(cfg.max_train_samples))
+    test = self.features(state, self.data_cfg.eval_split)
+    results: dict[str, Any] = {}
+    n = int(cfg.rankme_samples)
+    results["rankme"] = rankme(train["embedding"], max_samples=n)
+    results["rankme_representation"] = rankme(train["representation"], max_samples=n)
+    num_classes = self.info.num_classes
+    if cfg.knn:
+      for i, k in enumerate(cfg.knn_k):
+        acc = knn_top1(train["representation"], train["label"], test["representation"],
+                       test["label"], num_classes=num_classes, k=int(k),
+                       temperature=float(cfg.knn_temperature))
+        results["knn_top1" if i == 0 else f"knn_top1_k{int(k)}"] = float(acc)
+        if i == 0:
+          results["knn_k"] = int(k)
+    if cfg.linear:
+      probe = linear_probe(train["representation"], train["label"], test["representation"],
+                           test["label"], num_classes=num_classes, epochs=int(cfg.linear_epochs),
+                           batch_size=int(cfg.linear_batch_size), lr=float(cfg.linear_lr),
+                           weight_decay=float(cfg.linear_weight_decay), seed=0)
+      results["linear_top1"] = float(probe["top1"])
+      results["linear_train_top1"] = float(probe["train_top1"])
+    results["eval_time_s"] = round(time.perf_counter() - t0, 2)
+    return results

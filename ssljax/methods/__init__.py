@@ -1,0 +1,77 @@
+"""Methods: each SSL method is a bundle of pure functions, found by name.
+
+A method lives in ``ssljax/methods/<name>.py`` and defines ``make(config) -> Method``. Adding one
+edits no registry: :func:`get` imports the module by name. There are no base classes; a method
+closes over its networks and hyperparameters and hands the trainer five functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+
+from ssljax.data.augment import ViewRecipe
+from ssljax.errors import ConfigError
+
+PyTree = Any
+
+# (rng, images_bhwc float32) -> (params, method_state)
+InitFn = Callable[[jax.Array, jax.Array], tuple[PyTree, PyTree]]
+# (params, method_state, views, rng) -> (loss, (method_state, metrics, representation_of_view_0))
+LossFn = Callable[
+    [PyTree, PyTree, Sequence[jax.Array], jax.Array],
+    tuple[jax.Array, tuple[PyTree, dict[str, jax.Array], jax.Array]],
+]
+# (params, method_state, step) -> method_state   (EMA teachers, centres, queues; identity if none)
+UpdateFn = Callable[[PyTree, PyTree, jax.Array], PyTree]
+# (params, method_state, images_bhwc) -> {"representation": [B, F], "embedding": [B, K]} (eval mode)
+RepresentFn = Callable[[PyTree, PyTree, jax.Array], dict[str, jax.Array]]
+
+
+class Method(NamedTuple):
+  """The functions a trainer needs from an SSL method.
+
+  Attributes:
+    name: the method's module name.
+    views: the augmentation recipe of each view the loss consumes, in order. The trainer augments
+      the uint8 batch once per recipe (on device) and passes the list to ``loss``.
+    init: builds parameters and ``method_state`` (BatchNorm statistics, EMA teachers, ...).
+    loss: the training loss on the augmented views; also returns the new method state, a dict of
+      scalar metrics, and the backbone representation of the first view (for the online probe).
+    update: the post-optimiser update of ``method_state`` (identity for methods without teachers).
+    represent: frozen features for evaluation: ``representation`` (backbone output, what linear
+      probes and kNN use) and ``embedding`` (projector output, where the loss and RankMe live).
+  """
+
+  name: str
+  views: tuple[ViewRecipe, ...]
+  init: InitFn
+  loss: LossFn
+  update: UpdateFn
+  represent: RepresentFn
+
+
+def available() -> list[str]:
+  """Names of the methods shipped in ``ssljax/methods/``."""
+  return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def get(name: str):
+  """Imports ``ssljax.methods.<name>`` (the module that defines ``make(config)``)."""
+  if name not in available():
+    raise ConfigError(f"method={name!r} is not a known method; choose one of {available()}")
+  return importlib.import_module(f"{__name__}.{name}")
+
+
+def make(config) -> Method:
+  """Builds the method named by ``config.method`` from the experiment config."""
+  return get(config.method).make(config)
+
+
+def identity_update(params: PyTree, method_state: PyTree, step: jax.Array) -> PyTree:
+  """``update`` for methods whose state changes only inside the loss (e.g. BatchNorm statistics)."""
+  del params, step
+  return method_state

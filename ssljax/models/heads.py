@@ -1,0 +1,65 @@
+"""Projector and predictor heads: MLPs with BatchNorm between layers."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# PyTorch's nn.Linear default (kaiming_uniform, a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+# i.e. variance 1 / (3 fan_in). The reference recipes tuned their LRs with it, so we keep it.
+dense_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+class MLP(nn.Module):
+  """``[Dense -> BatchNorm -> ReLU] * len(hidden_dims) -> Dense(out_dim) [-> BatchNorm]``.
+
+  A Barlow Twins projector is ``MLP(hidden_dims=(8192, 8192), out_dim=8192, use_bias=False)``;
+  solo-learn's CIFAR one is ``MLP(hidden_dims=(2048, 2048), out_dim=2048)``.
+
+  Attributes:
+    hidden_dims: widths of the hidden layers (may be empty: a linear head).
+    out_dim: output width.
+    use_bias: give every Dense a bias (zero-initialised). The official Barlow Twins projector has
+      none; a bias before BatchNorm is redundant anyway.
+    last_bn: apply BatchNorm without scale and bias after the last Dense (SimSiam/MoCo-v3 style).
+    bn_momentum: running-average decay (Flax convention: 0.9 == PyTorch's 0.1).
+    bn_epsilon: BatchNorm epsilon.
+    dtype: compute dtype; parameters and the output stay float32.
+  """
+
+  hidden_dims: Sequence[int]
+  out_dim: int
+  use_bias: bool = True
+  last_bn: bool = False
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_bd: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+    """Applies the head.
+
+    Args:
+      x_bd: features, shape [B, D_in].
+      train: use batch statistics and update the running ones in ``'batch_stats'``.
+
+    Returns:
+      Float32 array of shape [B, out_dim].
+    """
+    bn = dict(
+      use_running_average=not train,
+      momentum=self.bn_momentum,
+      epsilon=self.bn_epsilon,
+      dtype=self.dtype,
+    )
+    dense = dict(use_bias=self.use_bias, kernel_init=dense_kernel_init, dtype=self.dtype)
+    x = x_bd.astype(self.dtype)
+    for i, width in enumerate(self.hidden_dims):
+      x = nn.Dense(width, name=f"dense{i}", **dense)(x)
+      x = nn.relu(nn.BatchNorm(name=f"bn{i}", **bn)(x))
+    x = nn.Dense(self.out_dim, name="out", **dense)(x)
+    if self.last_bn:
+      x = nn.BatchNorm(use_scale=False, use_bias=False, name="out_bn", **bn)(x)
+    # Losses (cross-correlations, softmaxes over large batches) want float32 inputs.
+    return x.astype(jnp.float32)

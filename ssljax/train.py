@@ -1,0 +1,392 @@
+"""The trainer: one readable file, in the order a run happens.
+
+Sections: state, step, setup (mesh, input, model, shardings, checkpoint), evaluation, loop.
+``train_step`` is a module-level pure function, so a notebook or benchmark can jit it directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import signal
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from etils import epath
+from jax.experimental import multihost_utils
+
+from ssljax import checkpoint, data, methods, optim, sharding, writers
+from ssljax.data import augment
+from ssljax.errors import CheckpointError, ConfigError, UserError
+from ssljax.evals.evaluator import Evaluator
+
+PyTree = Any
+
+
+# ---------------------------------------------------------------------------------------------
+# State
+# ---------------------------------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a run needs to continue; Orbax saves it whole.
+
+  ``params`` is ``{"method": ...}`` plus ``"online_probe"`` when the online probe is on;
+  ``method_state`` holds what gradients never reach (BatchNorm statistics, EMA teachers, ...).
+  """
+
+  step: jax.Array
+  rng: jax.Array
+  params: PyTree
+  opt_state: PyTree
+  method_state: PyTree
+
+
+def init_state(rng: jax.Array, *, method: methods.Method, tx: optax.GradientTransformation,
+               num_classes: int, online_probe: bool) -> TrainState:
+  """Creates the initial TrainState (jit it with ``out_shardings`` to create it sharded)."""
+  init_rng, state_rng = jax.random.split(rng)
+  # Parameter initialisers draw from an RBG key: XLA compiles threefry for every parameter of a
+  # ResNet several times slower on CPU, and the initial values need no sharding invariance.
+  init_rng = jax.random.wrap_key_data(jax.random.bits(init_rng, (4,), jnp.uint32), impl="rbg")
+  size = method.views[0].size
+  params, method_state = method.init(init_rng, jnp.zeros((2, size, size, 3), jnp.float32))
+  params = {"method": params}
+  if online_probe:
+    rep = method.represent(params["method"], method_state, jnp.zeros((2, size, size, 3)))
+    feat = rep["representation"].shape[-1]
+    params["online_probe"] = {
+        "kernel": jnp.zeros((feat, num_classes), jnp.float32),
+        "bias": jnp.zeros((num_classes,), jnp.float32),
+    }
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      rng=state_rng,
+      params=params,
+      opt_state=tx.init(params),
+      method_state=method_state,
+  )
+
+
+# ---------------------------------------------------------------------------------------------
+# Step
+# ---------------------------------------------------------------------------------------------
+
+
+def make_views(rng: jax.Array, images_bhwc: jax.Array, recipes) -> list[jax.Array]:
+  """Augments the uint8 batch once per view recipe (on device), each view with its own key."""
+  return [augment.augment_batch(jax.random.fold_in(rng, i), images_bhwc, recipe)
+          for i, recipe in enumerate(recipes)]
+
+
+def _online_probe_loss(probe, rep_bf, labels_b):
+  logits = jax.lax.stop_gradient(rep_bf).astype(jnp.float32) @ probe["kernel"] + probe["bias"]
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels_b).mean()
+  top1 = jnp.mean(jnp.argmax(logits, -1) == labels_b)
+  return loss, top1
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, method: methods.Method,
+               tx: optax.GradientTransformation) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimisation step on a global batch: augment, loss, update, method update.
+
+  Args:
+    state: the current TrainState.
+    batch: ``{"image": uint8 [B, H, W, C], "label": int32 [B]}``, global arrays.
+    method: the method's functions (static).
+    tx: the optimiser (static).
+
+  Returns:
+    The new state and a dict of scalar metrics (``loss``, method metrics, ``finite``).
+  """
+  rng = jax.random.fold_in(state.rng, state.step)  # A resumed run draws the same numbers.
+  view_rng, loss_rng = jax.random.split(rng)
+  views = make_views(view_rng, batch["image"], method.views)
+
+  def loss_fn(params):
+    loss, (method_state, metrics, rep) = method.loss(
+        params["method"], state.method_state, views, loss_rng)
+    total = loss
+    metrics = dict(metrics)
+    if "online_probe" in params:
+      probe_loss, probe_top1 = _online_probe_loss(params["online_probe"], rep, batch["label"])
+      total = total + probe_loss
+      metrics.update(online_probe_loss=probe_loss, online_probe_top1=probe_top1)
+    return total, (loss, method_state, metrics)
+
+  grads, (loss, method_state, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  method_state = method.update(params["method"], method_state, state.step)
+  grad_norm = optax.global_norm(grads)
+  # Params too: a finite loss with an overflowing update would otherwise be checkpointed as good.
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(optax.global_norm(params))
+  metrics = {**metrics, "loss": loss, "grad_norm": grad_norm, "finite": finite}
+  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                            method_state=method_state)
+  return new_state, metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Run:
+  """Everything built from a config before the loop starts."""
+
+  config: Any
+  mesh: jax.sharding.Mesh
+  method: methods.Method
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  info: data.DatasetInfo
+  total_steps: int
+  steps_per_epoch: int
+  state_shardings: PyTree
+  abstract_state: PyTree
+  init_fn: Any
+  step_fn: Any
+
+
+def total_steps_of(config, steps_per_epoch: int) -> int:
+  """``total_steps`` when it is positive, else ``total_epochs`` worth of steps."""
+  if int(config.total_steps) > 0:
+    return int(config.total_steps)
+  if float(config.total_epochs) <= 0:
+    raise ConfigError("set total_steps > 0 or total_epochs > 0 (both are <= 0)")
+  return max(1, int(math.ceil(float(config.total_epochs) * steps_per_epoch)))
+
+
+def build(config, info: data.DatasetInfo | None = None) -> Run:
+  """Mesh, data info, method, optimiser, shardings and the jitted step for ``config``.
+
+  Args:
+    config: the experiment config.
+    info: the data set's DatasetInfo; read from the data set when None (benchmarks pass a
+      synthetic one so they need no data).
+  """
+  mesh = sharding.make_mesh(config.mesh)
+  batch_size = int(config.input.batch_size)
+  if batch_size <= 0:
+    raise ConfigError(f"input.batch_size={batch_size} must be positive")
+  sharding.check_batch_divides(batch_size, mesh, jax.process_count())
+  info = data.get_info(config.input.data) if info is None else info
+  steps_per_epoch = max(1, info.num_train // batch_size)
+  total = total_steps_of(config, steps_per_epoch)
+  method = methods.make(config)
+  tx, schedule = optim.make_optimizer(config.optim, total_steps=total,
+                                      steps_per_epoch=steps_per_epoch,
+                                      global_batch_size=batch_size)
+  init_fn = functools.partial(init_state, method=method, tx=tx, num_classes=info.num_classes,
+                              online_probe=bool(config.eval.online_probe))
+  rng = jax.random.PRNGKey(int(config.seed))
+  abstract = jax.eval_shape(init_fn, rng)
+  state_sh = sharding.tree_shardings(abstract, mesh, config.sharding_rules)
+  step_fn = jax.jit(
+      functools.partial(train_step, method=method, tx=tx),
+      in_shardings=(state_sh, sharding.batch_sharding(mesh)),
+      out_shardings=(state_sh, sharding.replicated(mesh)),
+      donate_argnums=(0,),
+  )
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abstract, state_sh)
+  return Run(config, mesh, method, tx, schedule, info, total, steps_per_epoch, state_sh, abstract,
+             init_fn, step_fn)
+
+
+def create_state(run: Run) -> TrainState:
+  """The initial state, created already sharded."""
+  rng = jax.random.PRNGKey(int(run.config.seed))
+  return jax.jit(run.init_fn, out_shardings=run.state_shardings)(rng)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loop
+# ---------------------------------------------------------------------------------------------
+
+
+class NonFiniteLoss(UserError):
+  """The loss or the gradients became NaN/inf."""
+
+
+class _StopSignal:
+  """Turns SIGTERM/SIGINT into a flag the loop checks, so it can checkpoint before exiting."""
+
+  def __init__(self):
+    self.signum = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # Not the main thread (e.g. some notebook kernels): leave signals alone.
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signum = signum
+
+  def requested(self, *, sync: bool) -> bool:
+    flag = self.signum is not None
+    if sync and jax.process_count() > 1:  # Every process must stop at the same step.
+      flag = bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
+    return flag
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def restore_latest(config, workdir: str) -> tuple[Run, TrainState]:
+  """Builds ``config`` and restores the latest checkpoint in ``workdir`` (for notebooks, evals).
+
+  Raises:
+    CheckpointError: ``workdir`` has no ssljax checkpoint of this config.
+  """
+  run = build(config)
+  ckpt = checkpoint.Checkpointer(epath.Path(workdir) / "checkpoints", method=run.method.name,
+                                 every_steps=int(config.checkpoint_every_steps),
+                                 keep=int(config.keep_checkpoints))
+  try:
+    if ckpt.latest_step is None:
+      raise CheckpointError(f"{ckpt.directory} has no checkpoint; train first with this --workdir")
+    train_iter = data.make_train_iterator(config.input.data,
+                                          global_batch_size=int(config.input.batch_size),
+                                          seed=int(config.seed))
+    state = ckpt.restore(ckpt.latest_step, run.abstract_state, train_iter)
+  finally:
+    ckpt.close()
+  return run, state
+
+
+def _write_json(path: epath.Path, obj: Any) -> None:
+  path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
+  """Trains ``config`` in ``workdir`` (resuming from its checkpoints), evaluates, returns results.
+
+  Writes ``config.json``, ``metrics.jsonl``, ``results.json``, ``checkpoints/`` and TensorBoard
+  event files into ``workdir`` (process 0 writes the logs; all processes write checkpoints).
+  """
+  t_start = time.perf_counter()
+  lead = jax.process_index() == 0
+  workdir = epath.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  run = build(config)
+  cfg = run.config
+  ckpt = checkpoint.Checkpointer(workdir / "checkpoints", method=run.method.name,
+                                 every_steps=int(cfg.checkpoint_every_steps),
+                                 keep=int(cfg.keep_checkpoints))
+  train_iter = data.make_train_iterator(cfg.input.data, global_batch_size=int(cfg.input.batch_size),
+                                        seed=int(cfg.seed))
+  if ckpt.latest_step is not None:
+    state = ckpt.restore(ckpt.latest_step, run.abstract_state, train_iter)
+    writers.info(f"resuming from {ckpt.directory / str(ckpt.latest_step)}", enabled=lead)
+  else:
+    state = create_state(run)
+  if lead:
+    resolved = json.loads(cfg.to_json_best_effort())
+    resolved["derived"] = {"total_steps": run.total_steps, "steps_per_epoch": run.steps_per_epoch,
+                           "num_devices": jax.device_count(),
+                           "num_processes": jax.process_count()}
+    _write_json(workdir / "config.json", resolved)
+  writer = writers.MetricWriter(workdir, enabled=lead)
+  evaluator = Evaluator(cfg, run.method, run.mesh, run.info)
+  start = int(jax.device_get(state.step))
+  progress = writers.Progress(run.total_steps, start_step=start, enabled=lead)
+  writers.info(
+      f"training {run.method.name} on {run.info.name} for {run.total_steps} steps "
+      f"(batch {cfg.input.batch_size}, {jax.device_count()} devices, start step {start})",
+      enabled=lead)
+  try:
+    with _StopSignal() as stop:
+      state = _loop(run, state, train_iter, ckpt, writer, evaluator, progress, stop, start)
+    results = evaluator.run(state, final=True)
+    results.update(step=int(jax.device_get(state.step)),
+                   wall_time_s=round(time.perf_counter() - t_start, 2))
+    if lead:
+      _write_json(workdir / "results.json", results)
+      writers.info("results: " + json.dumps(results), enabled=lead)
+    return results
+  finally:
+    writer.close()
+    ckpt.close()
+
+
+def _loop(run: Run, state, train_iter, ckpt, writer, evaluator, progress, stop, start):
+  cfg = run.config
+  lead = jax.process_index() == 0
+  batch_size = int(cfg.input.batch_size)
+  log_every = max(1, int(cfg.log_every_steps))
+  eval_every = int(cfg.eval.every_steps)
+  rankme_every = int(cfg.eval.rankme_every_steps)
+  multi = jax.process_count() > 1
+  window = (start, time.perf_counter())  # (step, time) of the last samples/s measurement.
+
+  def due(every: int, step: int) -> bool:
+    return every > 0 and step % every == 0
+
+  def settle(step: int, metrics, state, *, log: bool) -> None:
+    """Fetches a finished step's metrics, stops the run if it diverged, logs when asked."""
+    nonlocal window
+    m = jax.device_get(metrics)
+    if not bool(m.pop("finite")):
+      last = ckpt.latest_step if ckpt.latest_step is not None else "none"
+      raise NonFiniteLoss(
+          f"loss or gradients became NaN/inf at step {step}; the last good checkpoint "
+          f"(step {last}) is kept in {ckpt.directory}; lower optim.lr or check the data")
+    if step == start + 1:
+      progress.restart_clock(step)  # Compilation counts neither in time left nor in samples/s.
+      window = (step, time.perf_counter())
+    if not log:
+      return
+    now = time.perf_counter()
+    if step > window[0]:
+      m["samples_per_sec"] = batch_size * (step - window[0]) / max(now - window[1], 1e-9)
+    m["learning_rate"] = float(run.schedule(step - 1))
+    m["epoch"] = step / run.steps_per_epoch
+    if due(rankme_every, step):
+      m.update(evaluator.rankme(state))
+    if due(eval_every, step) and step != run.total_steps:
+      m.update(evaluator.run(state, final=False))
+    writer.write(step, m)
+    progress.line(step, m)
+    window = (step, time.perf_counter())  # Evaluation time is not training time.
+
+  pending = None  # A step whose metrics are fetched one step late, so dispatch stays ahead.
+  for step in range(start, run.total_steps):
+    batch = sharding.global_batch(next(train_iter), run.mesh)
+    state, metrics = run.step_fn(state, batch)
+    done = step + 1
+    if pending is not None:
+      settle(*pending, log=False)
+      pending = None
+    stopping = (not multi or done % log_every == 0) and stop.requested(sync=multi)
+    save = ckpt.should_save(done) or stopping or done == run.total_steps
+    log = (due(log_every, done) or due(rankme_every, done) or due(eval_every, done)
+           or done == run.total_steps)
+    if save or log:
+      settle(done, metrics, state, log=log)  # Never checkpoint a diverged state.
+      if save and ckpt.save(done, state, train_iter, force=True):
+        ckpt.latest_step = done
+    else:
+      pending = (done, metrics, state)
+    if stopping:
+      name = signal.Signals(stop.signum).name if stop.signum else "a stop signal"
+      writers.info(f"received {name} at step {done}; checkpoint saved in {ckpt.directory}; "
+                   "run the same command again to resume", enabled=lead)
+      raise SystemExit(128 + int(stop.signum or signal.SIGTERM))
+  return state

@@ -1,0 +1,103 @@
+"""The command line: bad input ends in one clear line and a non-zero exit, nothing lost."""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _main(workdir, *flags, config="experiments/barlow.py:runlocal", timeout=300):
+  env = dict(os.environ)  # Inherits the 8 fake CPU devices from conftest.
+  cmd = [sys.executable, "main.py", f"--config={config}", f"--workdir={workdir}", *flags]
+  return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _last_error_line(proc):
+  lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+  return lines[-1] if lines else ""
+
+
+def _assert_clean_error(proc, *needles):
+  assert proc.returncode != 0, proc.stdout + proc.stderr
+  line = _last_error_line(proc)
+  for needle in needles:
+    assert needle in line, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_misspelt_config_key(tmp_path):
+  proc = _main(tmp_path, "--config.optim.lrr=0.1")
+  _assert_clean_error(proc, "--config.optim.lrr", "no such config field", '"lr"')
+
+
+def test_bad_config_value_type(tmp_path):
+  proc = _main(tmp_path, "--config.total_steps=abc")
+  _assert_clean_error(proc, "--config.total_steps=abc")
+
+
+def test_unknown_config_argument(tmp_path):
+  proc = _main(tmp_path, config="experiments/barlow.py:dataa=cifar10")
+  _assert_clean_error(proc, "'dataa' is unknown", "data")
+
+
+def test_missing_config_file(tmp_path):
+  proc = _main(tmp_path, config="experiments/nosuch.py")
+  _assert_clean_error(proc, "experiments/nosuch.py", "No such file")
+
+
+def test_unknown_method(tmp_path, digits_dir):
+  proc = _main(tmp_path, "--config.method=nosuchmethod",
+               f"--config.input.data.data_dir={digits_dir}")
+  _assert_clean_error(proc, "nosuchmethod", "barlow")
+
+
+def test_unknown_dataset(tmp_path):
+  proc = _main(tmp_path, "--config.input.data.name=nosuchdata")
+  _assert_clean_error(proc, "nosuchdata")
+
+
+def test_dataset_not_available_offline(tmp_path):
+  empty = tmp_path / "empty_tfds"
+  empty.mkdir()
+  proc = _main(tmp_path / "w", "--config.input.data.name=cifar10",
+               f"--config.input.data.data_dir={empty}")
+  _assert_clean_error(proc, "cifar10", "download")
+
+
+def test_empty_image_folder(tmp_path):
+  folder = tmp_path / "images"
+  folder.mkdir()
+  proc = _main(tmp_path / "w", "--config.input.data.name=folder",
+               f"--config.input.data.path={folder}")
+  _assert_clean_error(proc, str(folder))
+
+
+def test_batch_size_not_dividing_devices(tmp_path, digits_dir):
+  proc = _main(tmp_path, "--config.input.batch_size=12",
+               f"--config.input.data.data_dir={digits_dir}")
+  _assert_clean_error(proc, "input.batch_size=12", "multiple of 8")
+
+
+def test_foreign_checkpoint_directory_is_left_alone(tmp_path, digits_dir):
+  ckpt = tmp_path / "checkpoints"
+  ckpt.mkdir()
+  (ckpt / "model.pt").write_bytes(b"not ours")
+  proc = _main(tmp_path, f"--config.input.data.data_dir={digits_dir}")
+  _assert_clean_error(proc, "not an ssljax checkpoint")
+  assert sorted(os.listdir(ckpt)) == ["model.pt"]
+  assert (ckpt / "model.pt").read_bytes() == b"not ours"
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits_dir):
+  # LR 0 for the first step (linear warm-up from 0), then 1e30: the step-2 update overflows.
+  proc = _main(tmp_path, f"--config.input.data.data_dir={digits_dir}", "--config.optim.lr=1e30",
+               "--config.optim.lr_scaling=none", "--config.optim.warmup_steps=40",
+               "--config.checkpoint_every_steps=1", "--config.total_steps=50",
+               "--config.eval.linear=False")
+  _assert_clean_error(proc, "NaN", "step")
+  steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
+  assert steps, proc.stderr[-2000:]
+  line = _last_error_line(proc)
+  assert f"step {steps[-1]})" in line, line
+  assert not (tmp_path / "results.json").exists()

@@ -1,0 +1,192 @@
+"""Optimisers and schedules against closed-form and hand-written (official-code) references."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ssljax import optim
+from ssljax.errors import ConfigError
+
+
+def _cfg(**overrides):
+  cfg = optim.default_config()
+  cfg.update(overrides)
+  return cfg
+
+
+def _official_lr(step, *, peak, warmup, total, ratio):
+  """barlowtwins main.py adjust_learning_rate, with base = peak."""
+  if step < warmup:
+    return peak * step / warmup
+  step, total = step - warmup, total - warmup
+  q = 0.5 * (1 + math.cos(math.pi * step / total))
+  return peak * q + peak * ratio * (1 - q)
+
+
+def test_schedule_matches_official_formula():
+  cfg = _cfg(lr=0.2, lr_scaling="linear", warmup_epochs=2.5, min_lr_ratio=0.001)
+  # 2.5 epochs of 4 steps = 10 warm-up steps; peak = 0.2 * 2048 / 256 = 1.6.
+  schedule = optim.make_schedule(cfg, total_steps=50, steps_per_epoch=4, global_batch_size=2048)
+  peak, end = 1.6, 1.6 * 0.001
+  assert float(schedule(0)) == 0.0
+  np.testing.assert_allclose(float(schedule(10)), peak, rtol=1e-6)
+  np.testing.assert_allclose(float(schedule(30)), (peak + end) / 2, rtol=1e-6)
+  np.testing.assert_allclose(float(schedule(50)), end, rtol=1e-5)
+  np.testing.assert_allclose(float(schedule(80)), end, rtol=1e-5)  # held after the end
+  ref = [_official_lr(s, peak=peak, warmup=10, total=50, ratio=0.001) for s in range(51)]
+  np.testing.assert_allclose(jax.vmap(schedule)(jnp.arange(51)), ref, rtol=1e-5, atol=1e-7)
+
+
+def test_schedule_warmup_steps_override_and_no_warmup():
+  cfg = _cfg(lr=0.5, lr_scaling="none", warmup_steps=0, warmup_epochs=10.0, min_lr_ratio=0.0)
+  schedule = optim.make_schedule(cfg, total_steps=20, steps_per_epoch=1, global_batch_size=7)
+  np.testing.assert_allclose(float(schedule(0)), 0.5, rtol=1e-6)
+  np.testing.assert_allclose(float(schedule(20)), 0.0, atol=1e-7)
+
+
+@pytest.mark.parametrize("scaling, batch, expected", [("linear", 512, 0.6), ("linear", 128, 0.15),
+                                                     ("none", 512, 0.3)])
+def test_linear_batch_scaling(scaling, batch, expected):
+  cfg = _cfg(lr=0.3, lr_scaling=scaling, base_batch_size=256, warmup_steps=5)
+  schedule = optim.make_schedule(cfg, total_steps=10, steps_per_epoch=2, global_batch_size=batch)
+  np.testing.assert_allclose(float(schedule(5)), expected, rtol=1e-6)
+
+
+def test_decay_mask():
+  params = {"conv": {"kernel": jnp.ones((3, 3, 2, 4))}, "bn": {"scale": jnp.ones(4),
+            "bias": jnp.ones(4)}, "dense": {"kernel": jnp.ones((4, 2)), "bias": jnp.ones(2)}}
+  assert optim.decay_mask(params) == {
+    "conv": {"kernel": True}, "bn": {"scale": False, "bias": False},
+    "dense": {"kernel": True, "bias": False},
+  }
+
+
+def _official_lars(params, grads, mu, *, lr_w, lr_b, wd, eta, momentum, exclude, clip):
+  """One step of barlowtwins main.py's LARS (plus solo-learn's clip_lr) on a flat dict."""
+  new_params = {}
+  for name, p in params.items():
+    g, vector = grads[name], p.ndim == 1
+    lr = lr_b if vector else lr_w
+    if not (exclude and vector):
+      g = g + wd * p
+      p_norm, g_norm = np.linalg.norm(p), np.linalg.norm(g)
+      q = eta * p_norm / g_norm if p_norm > 0 and g_norm > 0 else 1.0
+      if clip and p_norm > 0 and g_norm > 0:
+        q = min(q / lr, 1.0) if lr > 0 else 1.0
+      g = q * g
+    mu[name] = momentum * mu[name] + g
+    new_params[name] = p - lr * mu[name]
+  return new_params
+
+
+@pytest.mark.parametrize(
+  "exclude, clip, eta, bias_scale",
+  [(True, False, 0.001, 0.024), (False, False, 0.02, 1.0), (True, True, 0.02, 0.024)],
+)
+def test_lars_matches_official_update(exclude, clip, eta, bias_scale):
+  rng = np.random.default_rng(0)
+  params = {
+    "w": rng.normal(size=(3, 4)),
+    "k": rng.normal(size=(2, 2, 3)) * 0.01,
+    "zero_w": np.zeros((2, 2)),  # norm 0: trust ratio 1
+    "b": rng.normal(size=(4,)),
+  }
+  cfg = _cfg(name="lars", lr=0.2, lr_scaling="linear", weight_decay=0.05, eta=eta, momentum=0.9,
+             exclude_bias_bn=exclude, clip_lr=clip, bias_bn_lr_scale=bias_scale,
+             warmup_steps=2, min_lr_ratio=0.001)
+  tx, schedule = optim.make_optimizer(cfg, total_steps=6, steps_per_epoch=3, global_batch_size=512)
+  state = tx.init(jax.tree.map(jnp.asarray, params))
+  update = jax.jit(tx.update)
+  ref_params, mu = dict(params), {k: np.zeros_like(v) for k, v in params.items()}
+  jax_params = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), params)
+  for step in range(5):  # warm-up (incl. lr 0 at step 0), peak and cosine
+    grads = {k: rng.normal(size=v.shape) for k, v in params.items()}
+    lr = _official_lr(step, peak=0.4, warmup=2, total=6, ratio=0.001)
+    ref_params = _official_lars(ref_params, grads, mu, lr_w=lr, lr_b=lr * bias_scale, wd=0.05,
+                                eta=eta, momentum=0.9, exclude=exclude, clip=clip)
+    updates, state = update(jax.tree.map(jnp.asarray, grads), state, jax_params)
+    jax_params = optax.apply_updates(jax_params, updates)
+    for k in params:
+      np.testing.assert_allclose(jax_params[k], ref_params[k], rtol=2e-5, atol=1e-7, err_msg=k)
+  assert not np.allclose(ref_params["w"], params["w"])
+
+
+@pytest.mark.parametrize("name", ["lars", "sgd", "adamw"])
+def test_optimizers_reduce_a_quadratic(name):
+  lr = {"lars": 1.0, "sgd": 0.05, "adamw": 0.05}[name]
+  cfg = _cfg(name=name, lr=lr, lr_scaling="none", weight_decay=1e-4, eta=0.02, warmup_steps=5,
+             min_lr_ratio=0.0)
+  tx, _ = optim.make_optimizer(cfg, total_steps=100, steps_per_epoch=10, global_batch_size=32)
+  target = {"w": jnp.full((4, 3), 2.0), "b": jnp.full((3,), -1.0)}
+  loss = lambda p: sum(jnp.sum((p[k] - target[k]) ** 2) for k in target)
+  params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+
+  @jax.jit
+  def run(params):
+    def step(carry, _):
+      params, state = carry
+      updates, state = tx.update(jax.grad(loss)(params), state, params)
+      return (optax.apply_updates(params, updates), state), None
+    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=100)
+    return params
+
+  assert loss(run(params)) < 0.1 * loss(params)
+
+
+def test_bias_bn_lr_scale_applies_to_vectors_only():
+  cfg = _cfg(name="sgd", lr=1.0, lr_scaling="none", weight_decay=0.0, momentum=0.0,
+             warmup_steps=0, bias_bn_lr_scale=0.5)
+  tx, _ = optim.make_optimizer(cfg, total_steps=10, steps_per_epoch=1, global_batch_size=1)
+  params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+  updates, _ = tx.update(params, tx.init(params), params)
+  np.testing.assert_allclose(updates["w"], -1.0)
+  np.testing.assert_allclose(updates["b"], -0.5)
+
+
+def test_missing_fields_take_defaults():
+  tx, schedule = optim.make_optimizer({"name": "sgd", "lr": 0.1, "lr_scaling": "none"},
+                                      total_steps=300, steps_per_epoch=20, global_batch_size=8)
+  np.testing.assert_allclose(float(schedule(200)), 0.1, rtol=1e-6)  # end of 10 warm-up epochs
+  np.testing.assert_allclose(float(schedule(300)), 0.1 * 0.001, rtol=1e-5)
+  assert tx.init({"w": jnp.ones((2, 2))}) is not None
+
+
+@pytest.mark.parametrize(
+  "overrides, key",
+  [
+    (dict(name="adam"), "optim.name"),
+    (dict(lr=0.0), "optim.lr"),
+    (dict(lr=-1.0), "optim.lr"),
+    (dict(lr_scaling="sqrt"), "optim.lr_scaling"),
+    (dict(base_batch_size=0), "optim.base_batch_size"),
+    (dict(weight_decay=-1e-4), "optim.weight_decay"),
+    (dict(momentum=1.0), "optim.momentum"),
+    (dict(eta=0.0), "optim.eta"),
+    (dict(clip_lr="yes"), "optim.clip_lr"),
+    (dict(exclude_bias_bn=1), "optim.exclude_bias_bn"),
+    (dict(bias_bn_lr_scale=-0.1), "optim.bias_bn_lr_scale"),
+    (dict(warmup_epochs=11.0), "optim.warmup_epochs"),
+    (dict(warmup_epochs=-1.0), "optim.warmup_epochs"),
+    (dict(warmup_steps=101), "optim.warmup_steps"),
+    (dict(warmup_steps=-2), "optim.warmup_steps"),
+    (dict(min_lr_ratio=1.5), "optim.min_lr_ratio"),
+    (dict(name="adamw", b2=1.0), "optim.b2"),
+    (dict(name="adamw", b1=-0.1), "optim.b1"),
+  ],
+)
+def test_bad_values_raise_config_error_naming_the_key(overrides, key):
+  # A plain dict: a ConfigDict would itself refuse some of these types before we see them.
+  cfg = dict(optim.default_config().to_dict(), **overrides)
+  with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as info:
+    optim.make_optimizer(cfg, total_steps=100, steps_per_epoch=10,
+                         global_batch_size=256)
+  assert "\n" not in str(info.value)
+
+
+def test_bad_run_length_raises():
+  with pytest.raises(ConfigError, match="total_steps"):
+    optim.make_schedule(_cfg(), total_steps=0, steps_per_epoch=1, global_batch_size=256)
