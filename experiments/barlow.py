@@ -6,9 +6,9 @@ Variants (the argument after the colon; combine with commas):
 
     python main.py --config=experiments/barlow.py --workdir=/tmp/barlow
 
-  A width-16 ResNet-18 (CIFAR stem) on scikit-learn's 8x8 handwritten digits, upsampled to 16 px
-  views. Prints the final linear-probe and kNN accuracy and RankMe; there is no published number for
-  this data set (it checks the whole pipeline end to end).
+  A width-8 ResNet-18 (CIFAR stem) on scikit-learn's 8x8 handwritten digits, upsampled to 16 px
+  views, 80 epochs of batch 256. Prints the final linear-probe and kNN accuracy and RankMe. There
+  is no published number for this data set; it checks the whole pipeline end to end (RESULTS_NOTE).
 
 * ``data=cifar10`` (or ``data=cifar100``) — solo-learn's CIFAR recipe::
 
@@ -80,7 +80,7 @@ def _asymmetric_views(size, *, blur, mean, std, **kw):
 
 def _digits(c):
   size = 16
-  c.total_epochs = 60.0
+  c.total_epochs = 80.0
   c.log_every_steps = 20
   c.checkpoint_every_steps = 200
   c.input.batch_size = 256
@@ -90,7 +90,8 @@ def _digits(c):
   c.input.views = _asymmetric_views(size, blur=(0.0, 0.0), mean=c.input.mean, std=c.input.std,
                                     crop_scale=(0.4, 1.0), saturation=0.0, hue=0.0,
                                     flip_prob=0.0)
-  c.encoder = mlc.ConfigDict(dict(name="resnet18", stem="cifar", width=16,
+  # Width 8: ~3x the samples/s of width 16 on 2 CPU cores, for the same probe accuracy here.
+  c.encoder = mlc.ConfigDict(dict(name="resnet18", stem="cifar", width=8,
                                   zero_init_residual=False))
   c.projector = mlc.ConfigDict(dict(hidden_dims=(512, 512), out_dim=512, use_bias=True))
   c.barlow.scale_loss = 0.1

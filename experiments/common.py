@@ -15,7 +15,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.247, 0.243, 0.261)
-# scikit-learn digits: dark strokes on a light-on-dark 8x8 grid; mean/std of its pixels / 255.
+# scikit-learn digits (bright strokes on a dark 8x8 grid): mean/std of all its pixels / 255.
 DIGITS_MEAN = (0.30, 0.30, 0.30)
 DIGITS_STD = (0.37, 0.37, 0.37)
 

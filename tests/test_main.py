@@ -101,3 +101,28 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, digits_dir):
   line = _last_error_line(proc)
   assert f"step {steps[-1]})" in line, line
   assert not (tmp_path / "results.json").exists()
+
+
+def test_sigterm_saves_a_checkpoint_then_exits(tmp_path, digits_dir):
+  import signal
+  import time
+
+  cmd = [sys.executable, "-u", "main.py", "--config=experiments/barlow.py:runlocal",
+         f"--workdir={tmp_path}", f"--config.input.data.data_dir={digits_dir}",
+         "--config.total_steps=100000", "--config.log_every_steps=1",
+         "--config.checkpoint_every_steps=100000"]
+  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  try:
+    deadline = time.time() + 240
+    for line in proc.stdout:  # Wait until training is under way.
+      if line.startswith("step 3/") or time.time() > deadline:
+        break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+  finally:
+    proc.kill()
+  assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+  assert "received SIGTERM" in out and "checkpoint saved" in out, out[-2000:]
+  steps = [int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()]
+  assert len(steps) == 1 and 3 <= steps[0] < 100000, steps

@@ -77,3 +77,20 @@ def test_resume_continues_exactly(full_run, digits_dir, tmp_path):
   losses_full = {r["step"]: r["loss"] for r in map(json.loads, open(f"{full_dir}/metrics.jsonl"))}
   losses_res = {r["step"]: r["loss"] for r in map(json.loads, open(f"{workdir}/metrics.jsonl"))}
   assert losses_res[6] == pytest.approx(losses_full[6], rel=1e-6)
+
+
+def test_cifar10_through_the_real_tfds_path(tmp_path):
+  """The cifar10 recipe (runlocal) trains and evaluates on TFDS's mocked cifar10, offline."""
+  import tensorflow_datasets as tfds
+
+  c = barlow.get_config("data=cifar10,runlocal")
+  c.total_steps = 2
+  c.checkpoint_every_steps = 2
+  c.eval.linear_epochs = 2
+  with tfds.testing.mock_data(num_examples=48):
+    results = train.train_and_evaluate(c, str(tmp_path))
+  assert results["step"] == 2
+  assert 0.0 <= results["linear_top1"] <= 1.0 and 0.0 <= results["knn_top1"] <= 1.0
+  config = json.load(open(tmp_path / "config.json"))
+  assert config["input"]["data"]["name"] == "cifar10"
+  assert config["encoder"]["stem"] == "cifar" and config["projector"]["out_dim"] == 32
