@@ -15,6 +15,10 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
@@ -85,6 +89,21 @@ class SsljaxDigits(tfds.core.GeneratorBasedBuilder):
       yield int(i), {"image": images[i], "label": int(labels[i])}
 
 
+@contextlib.contextmanager
+def _quiet_tfds():
+  """No TFDS progress bars or absl warnings about the not-yet-written folder while preparing."""
+  logger = logging.getLogger("absl")
+  level = logger.level
+  logger.setLevel(logging.ERROR)
+  tfds.display_progress_bar(False)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints "Downloading and preparing".
+      yield
+  finally:
+    tfds.display_progress_bar(True)
+    logger.setLevel(level)
+
+
 def prepare(data_dir: str | None = None) -> tfds.core.DatasetBuilder:
   """Prepares ``ssljax_digits`` in array_record format if needed; offline, a few seconds.
 
@@ -95,14 +114,21 @@ def prepare(data_dir: str | None = None) -> tfds.core.DatasetBuilder:
   Returns:
     The prepared builder (reuse its ``data_dir_root`` for ``tfds.data_source``).
   """
-  builder = SsljaxDigits(data_dir=data_dir)
-  if builder.is_prepared():
+  with _quiet_tfds():
+    builder = SsljaxDigits(data_dir=data_dir)
+    prepared = builder.is_prepared()
+  if prepared:
     return builder  # in whatever format it was prepared; the reader checks it is random-access
   builder = SsljaxDigits(data_dir=data_dir, file_format="array_record")
   # try_download_gcs=False: TFDS must never look for a hosted copy on GCS.
   config = tfds.download.DownloadConfig(try_download_gcs=False)
+  print(f"preparing scikit-learn's digits as TFDS data in {builder.data_dir} "
+        "(local, no download; once)", flush=True)
   try:
-    builder.download_and_prepare(download_config=config, file_format="array_record")
+    # TFDS's own banner says "Downloading and preparing ..." with progress bars; nothing is
+    # downloaded here, so keep it quiet and say what happens in the line above.
+    with _quiet_tfds():
+      builder.download_and_prepare(download_config=config, file_format="array_record")
   except Exception:
     # Several processes sharing one data_dir race to prepare it; whoever loses finds it prepared.
     if not SsljaxDigits(data_dir=data_dir).is_prepared():
