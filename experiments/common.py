@@ -72,8 +72,8 @@ def base_config() -> mlc.ConfigDict:
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
   # Device mesh and parameter sharding (DESIGN.md, "Sharding").
-  c.mesh = [("data", -1)]
-  c.sharding_rules = [(".*", "replicate")]
+  c.mesh = (("data", -1),)
+  c.sharding_rules = ((".*", "replicate"),)
   # Multi-process runs (main.py calls jax.distributed.initialize when num_processes > 1).
   c.distributed = mlc.ConfigDict(dict(coordinator_address="", num_processes=1, process_id=-1))
 

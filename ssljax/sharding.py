@@ -1,8 +1,9 @@
 """Mesh and shardings: the only module that names a PartitionSpec.
 
-Experiments declare ``config.mesh = [("data", -1)]`` (axis name -> size, -1 = all remaining
-devices) and ``config.sharding_rules = [(".*", "replicate")]`` (regex over ``/``-joined parameter
-paths -> rule; the first match wins). Batches are sharded on ``data``.
+Experiments declare ``config.mesh = (("data", -1),)`` (axis name -> size, -1 = all remaining
+devices) and ``config.sharding_rules = ((".*", "replicate"),)`` (regex over ``/``-joined parameter
+paths -> rule; the first match wins). Tuples, not lists, so the command line can override them.
+Batches are sharded on ``data``.
 """
 
 from __future__ import annotations

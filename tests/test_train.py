@@ -93,4 +93,7 @@ def test_cifar10_through_the_real_tfds_path(tmp_path):
   assert 0.0 <= results["linear_top1"] <= 1.0 and 0.0 <= results["knn_top1"] <= 1.0
   config = json.load(open(tmp_path / "config.json"))
   assert config["input"]["data"]["name"] == "cifar10"
+  # The CIFAR recipe trains the online linear probe on stop-gradient features.
+  rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  assert config["eval"]["online_probe"] and "online_probe_top1" in rows[-1], rows[-1]
   assert config["encoder"]["stem"] == "cifar" and config["projector"]["out_dim"] == 32
