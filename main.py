@@ -75,6 +75,9 @@ def _maybe_initialize_distributed(config) -> None:
     if int(dist.process_id) >= int(dist.num_processes):
       raise ConfigError(f"distributed.process_id={dist.process_id} must be < "
                         f"distributed.num_processes={dist.num_processes}")
+    # CPU processes need a collectives backend to run one computation together (GPU/TPU have
+    # their own; the setting only affects the CPU client).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=dist.coordinator_address,
                                num_processes=int(dist.num_processes),
                                process_id=int(dist.process_id),
