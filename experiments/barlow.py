@@ -123,6 +123,7 @@ def _imagenet(c, size=224):
   c.checkpoint_every_steps = 5000
   c.input.batch_size = 2048
   c.input.image_size = size
+  c.input.eval_crop_fraction = 0.875  # Resize 256, centre crop 224, as the official evaluation.
   c.input.views = _asymmetric_views(size, blur=(1.0, 0.1), mean=common.IMAGENET_MEAN,
                                     std=common.IMAGENET_STD)
   c.encoder = mlc.ConfigDict(dict(name="resnet50", stem="imagenet", width=64,

@@ -80,6 +80,8 @@ def base_config() -> mlc.ConfigDict:
   c.input = mlc.ConfigDict()
   c.input.batch_size = 256  # Global, over all devices and processes.
   c.input.image_size = 32  # Evaluation resolution (each view has its own size).
+  # Evaluation images larger than image_size: shorter side to image_size / this, centre crop.
+  c.input.eval_crop_fraction = 1.0
   c.input.mean = IMAGENET_MEAN
   c.input.std = IMAGENET_STD
   c.input.data = mlc.ConfigDict(dict(

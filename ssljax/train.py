@@ -284,7 +284,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   t_start = time.perf_counter()
   lead = jax.process_index() == 0
   workdir = epath.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"cannot create --workdir={workdir} ({e.strerror or e}); "
+                    "pass a folder you can write to") from None
   run = build(config)
   cfg = run.config
   ckpt = checkpoint.Checkpointer(workdir / "checkpoints", method=run.method.name,
@@ -314,7 +318,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   try:
     with _StopSignal() as stop:
       state = _loop(run, state, train_iter, ckpt, writer, evaluator, progress, stop, start)
-    results = evaluator.run(state, final=True)
+    results = evaluator.run(state)
     results.update(step=int(jax.device_get(state.step)),
                    wall_time_s=round(time.perf_counter() - t_start, 2))
     if lead:
@@ -361,7 +365,7 @@ def _loop(run: Run, state, train_iter, ckpt, writer, evaluator, progress, stop, 
     if due(rankme_every, step):
       m.update(evaluator.rankme(state))
     if due(eval_every, step) and step != run.total_steps:
-      m.update(evaluator.run(state, final=False))
+      m.update(evaluator.run(state))
     writer.write(step, m)
     progress.line(step, m)
     window = (step, time.perf_counter())  # Evaluation time is not training time.

@@ -26,7 +26,7 @@ class Evaluator:
 
   Args:
     config: the experiment config (reads ``eval.*``, ``input.data``, ``input.image_size``,
-      ``input.mean``/``input.std``).
+      ``input.eval_crop_fraction``, ``input.mean``/``input.std``).
     method: the Method whose ``represent`` gives the features.
     mesh: the device mesh (features are computed data-parallel).
     info: the data set's DatasetInfo.
@@ -40,11 +40,13 @@ class Evaluator:
     shards = math.lcm(sharding.data_axis_size(mesh), jax.process_count())
     self.batch_size = int(math.ceil(int(self.cfg.batch_size) / shards) * shards)
     size = int(config.input.image_size)
+    crop_fraction = float(config.input.eval_crop_fraction)
     mean, std = tuple(config.input.mean), tuple(config.input.std)
     represent = method.represent
 
     def features(params, method_state, images, labels, mask):
-      x = augment.preprocess_eval(images, size=size, mean=mean, std=std)
+      x = augment.preprocess_eval(images, size=size, mean=mean, std=std,
+                                  crop_fraction=crop_fraction)
       return represent(params["method"], method_state, x), labels, mask
 
     self._features = jax.jit(
@@ -82,9 +84,8 @@ class Evaluator:
     return {"rankme": rankme(feats["embedding"], max_samples=n),
             "rankme_representation": rankme(feats["representation"], max_samples=n)}
 
-  def run(self, state, *, final: bool = True) -> dict[str, Any]:
+  def run(self, state) -> dict[str, Any]:
     """Linear probe, kNN and RankMe as configured; returns a flat dict of floats."""
-    del final  # The same evaluations run mid-training and at the end.
     t0 = time.perf_counter()
     cfg = self.cfg
     train = self.features(state, self.data_cfg.train_split,
