@@ -19,10 +19,12 @@ Data config (``config.input.data``):
   ``test_*`` arrays (npz) and always for ``folder``, ``'test'`` is a deterministic 10% hold-out
   (a fixed-seed permutation, at least one example) and ``'train'`` is the rest.
 
-TFDS data is read with ``tfds.data_source``, which needs random-access files (array_record). A
-data set that a user prepared earlier as tfrecord is **not** read through a tf.data fallback (its
-position could not be checkpointed exactly); it raises a DataError that says how to prepare it
-again as array_record (or convert it with ``tfds convert_format``, which needs apache-beam).
+TFDS data is read with ``tfds.data_source`` when its files have random access (array_record,
+which ``download=True`` prepares). A data set prepared as tfrecord (older preparations, shared
+TFDS folders) is read in order with tf.data instead: each epoch is the shard shuffled through a
+10,000-example buffer with a seed derived from ``(seed, epoch)``, and the resume position is
+``(epoch, batch)``, so a restored run re-reads at most one epoch's encoded records (not decoded)
+to reach the same batch. The last incomplete batch of each epoch is dropped on that path.
 Images come out as stored: uint8 [H, W, C], grayscale keeps C = 1 (the augmentation tiles it to
 RGB); labels come out as int32.
 """
@@ -32,6 +34,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import json
 import math
 import os
 import zipfile
@@ -56,6 +59,8 @@ _NAME_HINT = ("use 'digits', 'folder', 'npz' or a TFDS name such as cifar10, cif
 _DISK_READ = grain.ReadOptions(num_threads=8, prefetch_buffer_size=8)
 # In-memory arrays: threads would only contend for the GIL.
 _MEMORY_READ = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
+# Encoded examples held for shuffling a tfrecord-prepared split (about 1 GB of ImageNet JPEGs).
+_SEQUENTIAL_SHUFFLE_BUFFER = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +116,95 @@ class _TfdsSource:
     if self._resize_to is not None:
       image = resize_center_crop(image, self._resize_to)
     return {"image": image, "label": np.int32(example["label"])}
+
+
+class SequentialTfdsSource:
+  """A TFDS split without random access (tfrecord files), read in order through tf.data."""
+
+  def __init__(self, builder, split: str, *, resize_to: int | None):
+    self.builder = builder
+    self.split = split
+    self._resize_to = resize_to
+    self._len = int(builder.info.splits[split].num_examples)
+
+  def __len__(self) -> int:
+    return self._len
+
+  def examples(self, *, index: int, count: int, shuffle_seed: int | None = None,
+               skip: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """One pass over shard ``index`` of ``count``, optionally shuffled, from example ``skip`` on.
+
+    Images are decoded only after shuffling and skipping, so skipping costs reads, not decodes.
+    """
+    import tensorflow as tf
+
+    ds = self.builder.as_dataset(split=self.split, shuffle_files=False,
+                                 decoders={"image": tfds.decode.SkipDecoding()})
+    ds = ds.shard(count, index)
+    if shuffle_seed is not None:
+      ds = ds.shuffle(min(self._len, _SEQUENTIAL_SHUFFLE_BUFFER), seed=shuffle_seed,
+                      reshuffle_each_iteration=False)
+    ds = ds.skip(skip)
+    decode = self.builder.info.features["image"].decode_example
+    ds = ds.map(lambda ex: {"image": decode(ex["image"]), "label": ex["label"]},
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    for example in tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)):
+      image = np.asarray(example["image"], np.uint8)
+      if self._resize_to is not None:
+        image = resize_center_crop(image, self._resize_to)
+      yield {"image": image, "label": np.int32(example["label"])}
+
+
+class SequentialTrainIterator:
+  """Endless shuffled batches from a :class:`SequentialTfdsSource`; checkpointable by position.
+
+  ``get_state``/``set_state`` exchange JSON bytes ``{"epoch": e, "batch": b}``, the form grain's
+  Orbax checkpoint handler stores for iterators that are not grain datasets.
+  """
+
+  def __init__(self, source: SequentialTfdsSource, *, local_batch: int, seed: int, index: int,
+               count: int):
+    self._source = source
+    self._local_batch = local_batch
+    self._seed = int(seed)
+    self._index, self._count = index, count
+    shard = len(range(index, len(source), count))
+    self.batches_per_epoch = shard // local_batch
+    if self.batches_per_epoch == 0:
+      raise DataError(f"input.data.train_split: this process's {shard} examples do not fill one "
+                      f"batch of {local_batch}; use a smaller input.batch_size or more data")
+    self._epoch, self._batch = 0, 0
+    self._examples = None
+
+  def _epoch_seed(self) -> int:
+    return int(np.random.SeedSequence([self._seed, self._epoch]).generate_state(1)[0])
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    if self._examples is None:
+      self._examples = self._source.examples(
+          index=self._index, count=self._count, shuffle_seed=self._epoch_seed(),
+          skip=self._batch * self._local_batch)
+    items = [next(self._examples) for _ in range(self._local_batch)]
+    self._batch += 1
+    if self._batch == self.batches_per_epoch:
+      self._epoch, self._batch, self._examples = self._epoch + 1, 0, None
+    return {"image": np.stack([x["image"] for x in items]),
+            "label": np.asarray([x["label"] for x in items], np.int32)}
+
+  def get_state(self) -> bytes:
+    return json.dumps({"epoch": self._epoch, "batch": self._batch}).encode()
+
+  def set_state(self, state: bytes | str | dict) -> None:
+    if isinstance(state, bytes | str):
+      state = json.loads(state)
+    self._epoch, self._batch = int(state["epoch"]), int(state["batch"])
+    self._examples = None
+
+  def start_prefetch(self) -> None:
+    """Called by grain's checkpoint handler after a restore; reading starts on the next batch."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,10 +295,6 @@ def _tfds_split(data_cfg, name: str, split: str, *, key: str) -> _Split:
     found = sorted(features.keys()) if features is not None else []
     raise DataError(f"input.data.name={name!r}: TFDS features {found} lack 'image' and 'label'; "
                     "ssljax reads image classification data sets")
-  try:
-    source = builder.as_data_source(split=split)
-  except Exception as e:  # TFDS raises several types here; each becomes one clear line below
-    raise _tfds_open_error(data_cfg, builder, name, split, key, e) from None
   shape = tuple(features["image"].shape)
   if len(shape) != 3 or shape[-1] not in (1, 3):
     raise DataError(f"input.data.name={name!r}: images have shape {shape}; ssljax needs "
@@ -213,8 +303,24 @@ def _tfds_split(data_cfg, name: str, split: str, *, key: str) -> _Split:
   if shape[0] is None or shape[1] is None:
     resize_to = int(_get(data_cfg, "image_size", 64))
     shape = (resize_to, resize_to, shape[2])
-  return _Split(source=_TfdsSource(source, resize_to=resize_to),
-                num_classes=int(features["label"].num_classes), image_shape=shape)
+  num_classes = int(features["label"].num_classes)
+  if builder.is_prepared() and not _random_access(builder):
+    try:
+      source = SequentialTfdsSource(builder, split, resize_to=resize_to)
+    except Exception as e:  # noqa: BLE001 - an unknown split; one clear line below.
+      raise _tfds_open_error(data_cfg, builder, name, split, key, e) from None
+    return _Split(source=source, num_classes=num_classes, image_shape=shape)
+  try:
+    source = builder.as_data_source(split=split)
+  except Exception as e:  # TFDS raises several types here; each becomes one clear line below
+    raise _tfds_open_error(data_cfg, builder, name, split, key, e) from None
+  return _Split(source=_TfdsSource(source, resize_to=resize_to), num_classes=num_classes,
+                image_shape=shape)
+
+
+def _random_access(builder) -> bool:
+  formats = {f.value for f in builder.info.available_file_formats()}
+  return bool(formats & {"array_record", "parquet"})
 
 
 def _tfds_open_error(data_cfg, builder, name, split, key, error) -> Exception:
@@ -226,14 +332,6 @@ def _tfds_open_error(data_cfg, builder, name, split, key, error) -> Exception:
         f"input.data.name={name!r}: not prepared in {where} and input.data.download=False; "
         "pass --config.input.data.download=True (needs network) or set "
         "--config.input.data.data_dir to a folder where it is prepared")
-  formats = {f.value for f in builder.info.available_file_formats()}
-  if "array_record" not in formats and "parquet" not in formats:
-    return DataError(
-        f"input.data.name={name!r}: prepared at {builder.data_dir} as {sorted(formats)}, which "
-        "has no random access; prepare it again as array_record by passing a new "
-        "--config.input.data.data_dir with --config.input.data.download=True, or convert it with "
-        f"`tfds convert_format --dataset_dir={builder.data_dir} --out_file_format=array_record` "
-        "(needs apache-beam)")
   splits = sorted(builder.info.splits.keys())
   first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
   return ConfigError(f"{key}={split!r}: cannot read this split of {name!r} ({first}); "
@@ -427,7 +525,7 @@ def _read_options(split: _Split) -> grain.ReadOptions:
 
 def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
                         process_index: int | None = None,
-                        process_count: int | None = None) -> grain.DatasetIterator:
+                        process_count: int | None = None):
   """Endless, shuffled training batches for this process; checkpointable.
 
   Pipeline (grain): source -> ``[process_index::process_count]`` -> shuffle(seed) ->
@@ -443,7 +541,8 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
       ``jax.process_count()``.
 
   Returns:
-    A ``grain.DatasetIterator`` yielding ``{'image': uint8 [B_local, H, W, C],
+    A ``grain.DatasetIterator`` (a :class:`SequentialTrainIterator` for tfrecord-prepared TFDS
+    data) yielding ``{'image': uint8 [B_local, H, W, C],
     'label': int32 [B_local]}`` with ``B_local = global_batch_size // process_count``.
 
   Raises:
@@ -457,6 +556,9 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
   if len(split.source) < count:
     raise DataError(f"input.data.train_split: {len(split.source)} examples cannot feed "
                     f"{count} processes; use a larger split or fewer processes")
+  if isinstance(split.source, SequentialTfdsSource):
+    return SequentialTrainIterator(split.source, local_batch=local_batch, seed=seed, index=index,
+                                   count=count)
   dataset = (grain.MapDataset.source(split.source)
              .slice(slice(index, None, count))
              .shuffle(seed=int(seed))
@@ -493,12 +595,24 @@ def iterate_eval(data_cfg, split: str, *, batch_size: int, process_index: int | 
   if total == 0:
     raise DataError(f"{key}={split!r}: the split is empty; choose a split with examples")
   num_batches = math.ceil(math.ceil(total / count) / batch_size)
-  dataset = (grain.MapDataset.source(opened.source)
-             .slice(slice(index, None, count))
-             .batch(batch_size, drop_remainder=False)
-             .to_iter_dataset(read_options=_read_options(opened)))
-  image_shape = opened.image_shape
-  return _padded_batches(iter(dataset), num_batches, batch_size, image_shape)
+  if isinstance(opened.source, SequentialTfdsSource):
+    batches = _batched(opened.source.examples(index=index, count=count), batch_size)
+  else:
+    batches = iter(grain.MapDataset.source(opened.source)
+                   .slice(slice(index, None, count))
+                   .batch(batch_size, drop_remainder=False)
+                   .to_iter_dataset(read_options=_read_options(opened)))
+  return _padded_batches(batches, num_batches, batch_size, opened.image_shape)
+
+
+def _batched(examples, batch_size: int):
+  """Groups an iterator of examples into batches (the last one may be short)."""
+  while True:
+    items = [x for _, x in zip(range(batch_size), examples, strict=False)]
+    if not items:
+      return
+    yield {"image": np.stack([x["image"] for x in items]),
+           "label": np.asarray([x["label"] for x in items], np.int32)}
 
 
 def _padded_batches(batches, num_batches: int, batch_size: int, image_shape):
