@@ -36,7 +36,8 @@ def _params(workdir, step):
 @pytest.fixture(scope="module")
 def full_run(digits_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("full"))
-  cfg = _config(digits_dir, total_steps=6, **{"eval.rankme_every_steps": 2})
+  cfg = _config(digits_dir, total_steps=6,
+                **{"eval.rankme_every_steps": 2, "eval.every_steps": 4})
   results = train.train_and_evaluate(cfg, workdir)
   return workdir, results
 
@@ -53,6 +54,10 @@ def test_outputs(full_run):
   for r in rows:
     assert {"step", "loss", "learning_rate", "samples_per_sec", "rankme"} <= set(r), r
     assert np.isfinite(r["loss"]) and r["samples_per_sec"] > 0
+  # eval.every_steps=4: a mid-training evaluation is logged at step 4 (the final one goes to
+  # results.json).
+  assert "linear_top1" in rows[1] and "knn_top1" in rows[1]
+  assert "linear_top1" not in rows[0] and "linear_top1" not in rows[2]
   saved = json.load(open(os.path.join(workdir, "results.json")))
   for key in ("linear_top1", "knn_top1", "rankme"):
     assert key in saved
