@@ -7,10 +7,14 @@ and ``meta`` (a small JSON marker that says this is an ssljax checkpoint and of 
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 from typing import Any
 
 import grain
+import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -19,6 +23,27 @@ from ssljax.errors import CheckpointError
 FORMAT = "ssljax-checkpoint"
 FORMAT_VERSION = 1
 _ITEMS = ("state", "data", "meta")
+
+
+def _path_str(path) -> str:
+  parts = []
+  for key in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(key, attr):
+        parts.append(str(getattr(key, attr)))
+        break
+  return "/".join(parts)
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+  logger = logging.getLogger("absl")
+  level = logger.level
+  logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
 
 
 def _step_dirs(directory: epath.Path) -> tuple[list[epath.Path], list[epath.Path]]:
@@ -62,8 +87,6 @@ def validate_directory(directory: str | os.PathLike, *, method: str | None = Non
   latest = max(steps, key=lambda p: int(p.name))
   meta_file = latest / "meta" / "metadata"
   try:
-    import json
-
     meta = json.loads(meta_file.read_text())
   except Exception:  # noqa: BLE001 - any unreadable marker means "not ours".
     raise CheckpointError(
@@ -128,6 +151,7 @@ class Checkpointer:
 
   def restore(self, step: int, abstract_state: Any, data_iterator: Any) -> Any:
     """Restores ``step`` into the structure/shardings of ``abstract_state``; moves the iterator."""
+    self._check_shapes(step, abstract_state)
     try:
       restored = self._manager.restore(
           step,
@@ -143,6 +167,29 @@ class Checkpointer:
           "resume with the config that wrote it, or pass a new --workdir"
       ) from None
     return restored["state"]
+
+  def _check_shapes(self, step: int, abstract_state: Any) -> None:
+    """Compares stored array shapes with the config's before restoring (a failed Orbax restore
+    leaves background tasks that print tracebacks at exit)."""
+    path = self.directory / str(step) / "state"
+    try:
+      with _quiet_absl():
+        stored = ocp.StandardCheckpointer().metadata(path).item_metadata
+      stored_shapes = {_path_str(p): tuple(m.shape) for p, m in
+                       jax.tree_util.tree_leaves_with_path(stored)}
+    except Exception:  # noqa: BLE001 - no readable metadata: let restore() report it.
+      return
+    wanted = {_path_str(p): tuple(a.shape) for p, a in
+              jax.tree_util.tree_leaves_with_path(abstract_state)}
+    hint = "resume with the config that wrote it, or pass a new --workdir"
+    for name, shape in wanted.items():
+      if name in stored_shapes and stored_shapes[name] != shape:
+        raise CheckpointError(
+            f"{path} holds {name} with shape {stored_shapes[name]} but this config builds "
+            f"{shape}; {hint}")
+    if len(stored_shapes) != len(wanted):
+      raise CheckpointError(f"{path} holds {len(stored_shapes)} arrays but this config builds "
+                            f"{len(wanted)}; {hint}")
 
   def close(self) -> None:
     self._manager.wait_until_finished()

@@ -294,28 +294,30 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   ckpt = checkpoint.Checkpointer(workdir / "checkpoints", method=run.method.name,
                                  every_steps=int(cfg.checkpoint_every_steps),
                                  keep=int(cfg.keep_checkpoints))
-  train_iter = data.make_train_iterator(cfg.input.data, global_batch_size=int(cfg.input.batch_size),
-                                        seed=int(cfg.seed))
-  if ckpt.latest_step is not None:
-    state = ckpt.restore(ckpt.latest_step, run.abstract_state, train_iter)
-    writers.info(f"resuming from {ckpt.directory / str(ckpt.latest_step)}", enabled=lead)
-  else:
-    state = create_state(run)
-  if lead:
-    resolved = json.loads(cfg.to_json_best_effort())
-    resolved["derived"] = {"total_steps": run.total_steps, "steps_per_epoch": run.steps_per_epoch,
-                           "num_devices": jax.device_count(),
-                           "num_processes": jax.process_count()}
-    _write_json(workdir / "config.json", resolved)
-  writer = writers.MetricWriter(workdir, enabled=lead)
-  evaluator = Evaluator(cfg, run.method, run.mesh, run.info)
-  start = int(jax.device_get(state.step))
-  progress = writers.Progress(run.total_steps, start_step=start, enabled=lead)
-  writers.info(
-      f"training {run.method.name} on {run.info.name} for {run.total_steps} steps "
-      f"(batch {cfg.input.batch_size}, {jax.device_count()} devices, start step {start})",
-      enabled=lead)
+  writer = None
   try:
+    train_iter = data.make_train_iterator(
+        cfg.input.data, global_batch_size=int(cfg.input.batch_size), seed=int(cfg.seed))
+    if ckpt.latest_step is not None:
+      state = ckpt.restore(ckpt.latest_step, run.abstract_state, train_iter)
+      writers.info(f"resuming from {ckpt.directory / str(ckpt.latest_step)}", enabled=lead)
+    else:
+      state = create_state(run)
+    if lead:
+      resolved = json.loads(cfg.to_json_best_effort())
+      resolved["derived"] = {"total_steps": run.total_steps,
+                             "steps_per_epoch": run.steps_per_epoch,
+                             "num_devices": jax.device_count(),
+                             "num_processes": jax.process_count()}
+      _write_json(workdir / "config.json", resolved)
+    writer = writers.MetricWriter(workdir, enabled=lead)
+    evaluator = Evaluator(cfg, run.method, run.mesh, run.info)
+    start = int(jax.device_get(state.step))
+    progress = writers.Progress(run.total_steps, start_step=start, enabled=lead)
+    writers.info(
+        f"training {run.method.name} on {run.info.name} for {run.total_steps} steps "
+        f"(batch {cfg.input.batch_size}, {jax.device_count()} devices, start step {start})",
+        enabled=lead)
     with _StopSignal() as stop:
       state = _loop(run, state, train_iter, ckpt, writer, evaluator, progress, stop, start)
     results = evaluator.run(state)
@@ -326,7 +328,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       writers.info("results: " + json.dumps(results), enabled=lead)
     return results
   finally:
-    writer.close()
+    if writer is not None:
+      writer.close()
     ckpt.close()
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from experiments import barlow
 from ssljax import train
+from ssljax.errors import CheckpointError
 
 
 def _config(digits_dir, **overrides):
@@ -82,6 +83,11 @@ def test_resume_continues_exactly(full_run, digits_dir, tmp_path):
   losses_full = {r["step"]: r["loss"] for r in map(json.loads, open(f"{full_dir}/metrics.jsonl"))}
   losses_res = {r["step"]: r["loss"] for r in map(json.loads, open(f"{workdir}/metrics.jsonl"))}
   assert losses_res[6] == pytest.approx(losses_full[6], rel=1e-6)
+  # Resuming with a config that builds other shapes is refused before anything is touched.
+  before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+  with pytest.raises(CheckpointError, match=r"shape \(4,\) but this config builds \(8,\)"):
+    train.train_and_evaluate(_config(digits_dir, total_steps=9, **{"encoder.width": 8}), workdir)
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
 
 
 def test_cifar10_through_the_real_tfds_path(tmp_path):
