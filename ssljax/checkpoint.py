@@ -19,20 +19,11 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from ssljax.errors import CheckpointError
+from ssljax.sharding import path_str
 
 FORMAT = "ssljax-checkpoint"
 FORMAT_VERSION = 1
 _ITEMS = ("state", "data", "meta")
-
-
-def _path_str(path) -> str:
-  parts = []
-  for key in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(key, attr):
-        parts.append(str(getattr(key, attr)))
-        break
-  return "/".join(parts)
 
 
 @contextlib.contextmanager
@@ -175,11 +166,11 @@ class Checkpointer:
     try:
       with _quiet_absl():
         stored = ocp.StandardCheckpointer().metadata(path).item_metadata
-      stored_shapes = {_path_str(p): tuple(m.shape) for p, m in
+      stored_shapes = {path_str(p): tuple(m.shape) for p, m in
                        jax.tree_util.tree_leaves_with_path(stored)}
     except Exception:  # noqa: BLE001 - no readable metadata: let restore() report it.
       return
-    wanted = {_path_str(p): tuple(a.shape) for p, a in
+    wanted = {path_str(p): tuple(a.shape) for p, a in
               jax.tree_util.tree_leaves_with_path(abstract_state)}
     hint = "resume with the config that wrote it, or pass a new --workdir"
     for name, shape in wanted.items():

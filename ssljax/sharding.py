@@ -63,7 +63,8 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
-def _path_str(path) -> str:
+def path_str(path) -> str:
+  """A pytree key path as ``a/b/0/c`` (dict keys, attribute names and indices alike)."""
   parts = []
   for key in path:
     for attr in ("key", "name", "idx"):
@@ -99,7 +100,7 @@ def tree_shardings(tree, mesh: Mesh, rules: Sequence[Sequence[str]]):
       )
 
   def one(path, leaf):
-    name = _path_str(path)
+    name = path_str(path)
     for pattern, rule in compiled:
       if pattern.search(name):
         if rule == "replicate":
