@@ -7,9 +7,7 @@ and ``meta`` (a small JSON marker that says this is an ssljax checkpoint and of 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
 from typing import Any
 
@@ -20,21 +18,11 @@ from etils import epath
 
 from ssljax.errors import CheckpointError
 from ssljax.sharding import path_str
+from ssljax.writers import quiet_absl
 
 FORMAT = "ssljax-checkpoint"
 FORMAT_VERSION = 1
 _ITEMS = ("state", "data", "meta")
-
-
-@contextlib.contextmanager
-def _quiet_absl():
-  logger = logging.getLogger("absl")
-  level = logger.level
-  logger.setLevel(logging.ERROR)
-  try:
-    yield
-  finally:
-    logger.setLevel(level)
 
 
 def _step_dirs(directory: epath.Path) -> tuple[list[epath.Path], list[epath.Path]]:
@@ -164,7 +152,7 @@ class Checkpointer:
     leaves background tasks that print tracebacks at exit)."""
     path = self.directory / str(step) / "state"
     try:
-      with _quiet_absl():
+      with quiet_absl():
         stored = ocp.StandardCheckpointer().metadata(path).item_metadata
       stored_shapes = {path_str(p): tuple(m.shape) for p, m in
                        jax.tree_util.tree_leaves_with_path(stored)}

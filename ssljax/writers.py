@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
+import logging
 import math
 import os
 import sys
@@ -92,6 +94,18 @@ class Progress:
         parts.append(text if key != "loss" else f"loss {text}")
     parts.append(f"left {datetime.timedelta(seconds=round(left))}")
     print(" | ".join(parts), flush=True)
+
+
+@contextlib.contextmanager
+def quiet_absl():
+  """Hides absl INFO/WARNING lines (TFDS, Orbax chatter) inside the block."""
+  logger = logging.getLogger("absl")
+  level = logger.level
+  logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
 
 
 def info(msg: str, *, enabled: bool = True) -> None:

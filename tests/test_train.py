@@ -65,6 +65,8 @@ def test_outputs(full_run):
   assert 0.0 <= saved["linear_top1"] <= 1.0 and 0.0 <= saved["knn_top1"] <= 1.0
   assert 1.0 <= saved["rankme"] <= 32.0
   assert saved["step"] == 6 and results["linear_top1"] == saved["linear_top1"]
+  # RankMe at the final step and in results.json come from the same (shared) train features.
+  assert saved["rankme"] == pytest.approx(rows[-1]["rankme"], rel=1e-12)
   steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
   assert steps == [3, 6]
 

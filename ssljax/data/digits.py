@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+
+from ssljax.writers import quiet_absl
 
 NAME = "ssljax_digits"
 NUM_CLASSES = 10
@@ -92,16 +93,13 @@ class SsljaxDigits(tfds.core.GeneratorBasedBuilder):
 @contextlib.contextmanager
 def _quiet_tfds():
   """No TFDS progress bars or absl warnings about the not-yet-written folder while preparing."""
-  logger = logging.getLogger("absl")
-  level = logger.level
-  logger.setLevel(logging.ERROR)
   tfds.display_progress_bar(False)
   try:
-    with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints "Downloading and preparing".
+    # TFDS prints "Downloading and preparing" to stdout.
+    with quiet_absl(), contextlib.redirect_stdout(io.StringIO()):
       yield
   finally:
     tfds.display_progress_bar(True)
-    logger.setLevel(level)
 
 
 def prepare(data_dir: str | None = None) -> tfds.core.DatasetBuilder:

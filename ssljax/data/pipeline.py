@@ -191,8 +191,7 @@ class SequentialTrainIterator:
     self._batch += 1
     if self._batch == self.batches_per_epoch:
       self._epoch, self._batch, self._examples = self._epoch + 1, 0, None
-    return {"image": np.stack([x["image"] for x in items]),
-            "label": np.asarray([x["label"] for x in items], np.int32)}
+    return _stack(items)
 
   def get_state(self) -> bytes:
     return json.dumps({"epoch": self._epoch, "batch": self._batch}).encode()
@@ -611,8 +610,12 @@ def _batched(examples, batch_size: int):
     items = [x for _, x in zip(range(batch_size), examples, strict=False)]
     if not items:
       return
-    yield {"image": np.stack([x["image"] for x in items]),
-           "label": np.asarray([x["label"] for x in items], np.int32)}
+    yield _stack(items)
+
+
+def _stack(items) -> dict[str, np.ndarray]:
+  return {"image": np.stack([x["image"] for x in items]),
+          "label": np.asarray([x["label"] for x in items], np.int32)}
 
 
 def _padded_batches(batches, num_batches: int, batch_size: int, image_shape):

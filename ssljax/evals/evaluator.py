@@ -43,6 +43,7 @@ class Evaluator:
     crop_fraction = float(config.input.eval_crop_fraction)
     mean, std = tuple(config.input.mean), tuple(config.input.std)
     represent = method.represent
+    self._cache = None  # ((step, split), features, whole split?) of the last extraction.
 
     def features(params, method_state, images, labels, mask):
       x = augment.preprocess_eval(images, size=size, mean=mean, std=std,
@@ -56,7 +57,21 @@ class Evaluator:
     )
 
   def features(self, state, split: str, *, max_samples: int = -1) -> dict[str, np.ndarray]:
-    """``representation`` [N, F], ``embedding`` [N, K] and ``label`` [N] of a split (host numpy)."""
+    """``representation`` [N, F], ``embedding`` [N, K] and ``label`` [N] of a split (host numpy).
+
+    The last extraction is kept: RankMe and the final evaluation at the same step share it when
+    it covers what is asked (the whole split, or at least ``max_samples`` rows).
+    """
+    key = (int(jax.device_get(state.step)), split)
+    if self._cache is not None and self._cache[0] == key:
+      cached, complete = self._cache[1], self._cache[2]
+      if complete or 0 < max_samples <= len(cached["label"]):
+        return {k: v[:max_samples] if max_samples > 0 else v for k, v in cached.items()}
+    result, complete = self._extract(state, split, max_samples)
+    self._cache = (key, result, complete)
+    return result
+
+  def _extract(self, state, split, max_samples):
     chunks: dict[str, list[np.ndarray]] = {"representation": [], "embedding": [], "label": []}
     count = 0
     local_batch = self.batch_size // jax.process_count()
@@ -72,10 +87,9 @@ class Evaluator:
       count += int(keep.sum())
       if 0 < max_samples <= count:
         break
-    result = {k: np.concatenate(v) for k, v in chunks.items()}
-    if max_samples > 0:
-      result = {k: v[:max_samples] for k, v in result.items()}
-    return result
+    else:
+      return {k: np.concatenate(v) for k, v in chunks.items()}, True
+    return {k: np.concatenate(v)[:max_samples] for k, v in chunks.items()}, False
 
   def rankme(self, state) -> dict[str, float]:
     """RankMe of the projector embeddings (and backbone representations) of the train split."""
