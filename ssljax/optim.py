@@ -23,6 +23,7 @@ official ``||g + wd p||``.
 
 import math
 import numbers
+import re
 from collections.abc import Callable
 from typing import Any, NamedTuple, NoReturn
 
@@ -32,6 +33,7 @@ import ml_collections
 import optax
 
 from ssljax.errors import ConfigError
+from ssljax.sharding import path_str
 
 OPTIMIZERS = ("lars", "sgd", "adamw")
 LR_SCALINGS = ("none", "linear")
@@ -56,6 +58,19 @@ def default_config() -> ml_collections.ConfigDict:
       min_lr_ratio=0.001,  # Cosine ends at peak * min_lr_ratio (official 0.001; solo-learn 0).
       b1=0.9,  # adamw.
       b2=0.999,  # adamw.
+      # Cosine weight-decay schedule from weight_decay to this value over the run (DINO's
+      # 0.04 -> 0.4); a negative value keeps the decay constant.
+      weight_decay_end=-1.0,
+      # Regex over parameter paths (e.g. 'method/predictor/.*'): these keep the peak LR for the
+      # whole run, no warm-up or decay (SimSiam's predictor). '' = none.
+      constant_lr_params="",
+      # Per-tensor gradient-norm clipping, as DINO's clip_gradients: g <- g * min(1, c / ||g||).
+      # 0 = off.
+      clip_grad_norm=0.0,
+      # Regex over parameter paths held fixed (no update, no weight decay) for the first
+      # freeze_epochs of the run (DINO's frozen last layer in epoch 1). '' = none.
+      freeze_params="",
+      freeze_epochs=0.0,
     )
   )
 
@@ -244,10 +259,103 @@ def _optimizer_hparams(optim_cfg: Any) -> dict[str, Any]:
     hp["momentum"] = _check_range(optim_cfg, "momentum", low=0.0, high=1.0, high_open=True)
   if name == "lars":
     hp["eta"] = _check_range(optim_cfg, "eta", low=0.0, low_open=True)
+  hp["clip_grad_norm"] = _check_range(optim_cfg, "clip_grad_norm", low=0.0)
+  hp["freeze_epochs"] = _check_range(optim_cfg, "freeze_epochs", low=0.0)
+  wd_end = _get(optim_cfg, "weight_decay_end")
+  if isinstance(wd_end, bool) or not isinstance(wd_end, numbers.Real) or math.isnan(wd_end):
+    _fail("weight_decay_end", wd_end, "must be a number (negative: constant weight decay)")
+  hp["weight_decay_end"] = float(wd_end)
+  for key in ("constant_lr_params", "freeze_params"):
+    hp[key] = _get(optim_cfg, key)
+    if not isinstance(hp[key], str):
+      _fail(key, hp[key], "must be a regex string over parameter paths ('' for none)")
+    try:
+      re.compile(hp[key])
+    except re.error as e:
+      _fail(key, hp[key], f"is not a valid regex ({e})")
   if name == "adamw":
     hp["b1"] = _check_range(optim_cfg, "b1", low=0.0, high=1.0, high_open=True)
     hp["b2"] = _check_range(optim_cfg, "b2", low=0.0, high=1.0, high_open=True)
   return hp
+
+
+def path_mask(pattern: str) -> Callable[[Any], Any]:
+  """A mask function: True for parameters whose path (``method/predictor/out/kernel``) matches."""
+  compiled = re.compile(pattern)
+
+  def mask(params):
+    return jax.tree_util.tree_map_with_path(lambda p, _: bool(compiled.search(path_str(p))),
+                                            params)
+
+  return mask
+
+
+def clip_by_tensor_norm(max_norm: float) -> optax.GradientTransformation:
+  """DINO's ``clip_gradients``: each tensor's gradient is scaled by ``min(1, c / (||g|| + 1e-6))``."""
+
+  def update_fn(updates, state, params=None):
+    del params
+
+    def clip(g):
+      norm = jnp.linalg.norm(g.astype(jnp.float32))
+      return (g * jnp.minimum(1.0, max_norm / (norm + 1e-6))).astype(g.dtype)
+
+    return jax.tree.map(clip, updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+class CountState(NamedTuple):
+  count: jnp.ndarray
+
+
+def zero_while(mask: Callable[[Any], Any], steps: int) -> optax.GradientTransformation:
+  """Zeroes the updates of masked parameters during the first ``steps`` optimiser steps."""
+
+  def init_fn(params):
+    del params
+    return CountState(count=jnp.zeros([], jnp.int32))
+
+  def update_fn(updates, state, params=None):
+    del params
+    frozen = state.count < steps
+    updates = jax.tree.map(lambda u, m: jnp.where(frozen, jnp.zeros_like(u), u) if m else u,
+                           updates, mask(updates))
+    return updates, CountState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_scheduled_lr(
+  schedule: optax.Schedule, *, constant_lr: float, constant_mask: Callable[[Any], Any] | None
+) -> optax.GradientTransformation:
+  """``u <- -lr_t * u``; parameters in ``constant_mask`` use ``constant_lr`` at every step."""
+
+  def init_fn(params):
+    del params
+    return CountState(count=jnp.zeros([], jnp.int32))
+
+  def update_fn(updates, state, params=None):
+    del params
+    lr = schedule(state.count)
+    if constant_mask is None:
+      updates = jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates)
+    else:
+      updates = jax.tree.map(lambda u, m: (-(constant_lr if m else lr) * u).astype(u.dtype),
+                             updates, constant_mask(updates))
+    return updates, CountState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def weight_decay_schedule(start: float, end: float, total_steps: int) -> optax.Schedule:
+  """DINO's cosine weight-decay schedule: ``end + (start - end) (1 + cos(pi s / T)) / 2``."""
+
+  def schedule(step):
+    frac = jnp.clip(jnp.asarray(step, jnp.float32) / max(total_steps, 1), 0.0, 1.0)
+    return end + 0.5 * (start - end) * (1.0 + jnp.cos(jnp.pi * frac))
+
+  return schedule
 
 
 def make_optimizer(
@@ -260,7 +368,13 @@ def make_optimizer(
 
   * ``lars``: the official Barlow Twins LARS (module docstring), momentum ``momentum``.
   * ``sgd``: ``g + wd * p`` into a momentum buffer, ``p <- p - lr_t * mu`` (PyTorch SGD).
-  * ``adamw``: ``optax.adamw`` (decoupled decay, scaled by the LR as in PyTorch's AdamW).
+  * ``adamw``: Adam moments, then decoupled decay scaled by the LR, as PyTorch's AdamW.
+
+  Options used by single recipes: ``weight_decay_end`` (cosine decay schedule, DINO),
+  ``constant_lr_params`` (SimSiam's fixed-LR predictor), ``clip_grad_norm`` (DINO's per-tensor
+  clipping), ``freeze_params`` / ``freeze_epochs`` (DINO's last layer in epoch 1). PyTorch skips a
+  frozen tensor entirely; here its Adam moments still see its (zeroed) gradients, so they start
+  from zero when it unfreezes, with the run's bias correction rather than a fresh one.
 
   Args:
     optim_cfg: ``config.optim``.
@@ -282,14 +396,23 @@ def make_optimizer(
     global_batch_size=global_batch_size,
   )
   masked_decay: Callable[[Any], Any] | None = decay_mask if hp["exclude_bias_bn"] else None
+  weight_decay: Any = hp["weight_decay"]
+  if hp["weight_decay_end"] >= 0:
+    weight_decay = weight_decay_schedule(hp["weight_decay"], hp["weight_decay_end"], total_steps)
+  frozen = None
+  freeze_steps = round(hp["freeze_epochs"] * steps_per_epoch)
+  if hp["freeze_params"] and freeze_steps > 0:
+    frozen = zero_while(path_mask(hp["freeze_params"]), freeze_steps)
+  chain = [frozen] if frozen else []
+  if hp["clip_grad_norm"] > 0:
+    chain.append(clip_by_tensor_norm(hp["clip_grad_norm"]))
   if hp["name"] == "adamw":
-    chain = [
-      optax.adamw(
-        schedule, b1=hp["b1"], b2=hp["b2"], weight_decay=hp["weight_decay"], mask=masked_decay
-      )
+    chain += [
+      optax.scale_by_adam(b1=hp["b1"], b2=hp["b2"]),
+      optax.add_decayed_weights(weight_decay, mask=masked_decay),
     ]
   else:
-    chain = [optax.add_decayed_weights(hp["weight_decay"], mask=masked_decay)]
+    chain.append(optax.add_decayed_weights(weight_decay, mask=masked_decay))
     if hp["name"] == "lars":
       trust = scale_by_lars_trust(
         eta=hp["eta"],
@@ -297,8 +420,14 @@ def make_optimizer(
         vector_lr_scale=hp["bias_bn_lr_scale"],
       )
       chain.append(optax.masked(trust, masked_decay) if masked_decay else trust)
-    chain += [optax.trace(decay=hp["momentum"]), optax.scale_by_learning_rate(schedule)]
+    chain.append(optax.trace(decay=hp["momentum"]))
+  constant = path_mask(hp["constant_lr_params"]) if hp["constant_lr_params"] else None
+  chain.append(scale_by_scheduled_lr(
+    schedule, constant_lr=peak_lr(optim_cfg, global_batch_size=global_batch_size),
+    constant_mask=constant))
   if hp["bias_bn_lr_scale"] != 1.0:
     # The LR enters every chain linearly, so scaling the final update scales the 1-D tensors' LR.
     chain.append(optax.masked(optax.scale(hp["bias_bn_lr_scale"]), _is_vector))
+  if frozen:  # Again at the end: no weight decay or momentum moves a frozen tensor either.
+    chain.append(zero_while(path_mask(hp["freeze_params"]), freeze_steps))
   return optax.chain(*chain), schedule

@@ -190,3 +190,75 @@ def test_bad_values_raise_config_error_naming_the_key(overrides, key):
 def test_bad_run_length_raises():
   with pytest.raises(ConfigError, match="total_steps"):
     optim.make_schedule(_cfg(), total_steps=0, steps_per_epoch=1, global_batch_size=256)
+
+
+# ----------------------------------------------------------------- options of single recipes
+
+
+def _run(cfg, params, grads, steps, total=10):
+  tx, schedule = optim.make_optimizer(cfg, total_steps=total, steps_per_epoch=2,
+                                      global_batch_size=256)
+  state = tx.init(params)
+  history = []
+  for _ in range(steps):
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+    history.append(params)
+  return history, schedule
+
+
+def test_constant_lr_params_keep_the_peak_lr():
+  """SimSiam's predictor: plain SGD steps of size peak LR while the rest follows the schedule."""
+  cfg = dict(name="sgd", lr=0.5, lr_scaling="none", momentum=0.0, weight_decay=0.0,
+             warmup_epochs=0.0, min_lr_ratio=0.0, constant_lr_params="predictor/")
+  params = {"predictor": {"w": jnp.zeros((2, 2))}, "net": {"w": jnp.zeros((2, 2))}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  history, schedule = _run(cfg, params, grads, steps=3)
+  for s, p in enumerate(history, start=1):
+    np.testing.assert_allclose(p["predictor"]["w"], -0.5 * s)
+    expected = -sum(float(schedule(k)) for k in range(s))
+    np.testing.assert_allclose(p["net"]["w"], expected, rtol=1e-6)
+  assert float(history[-1]["net"]["w"][0, 0]) > -1.5  # The scheduled LR did decay.
+
+
+def test_freeze_params_hold_still_then_train():
+  cfg = dict(name="adamw", lr=0.1, lr_scaling="none", weight_decay=0.5, warmup_epochs=0.0,
+             freeze_params="last_layer", freeze_epochs=1.0)  # 1 epoch = 2 steps here.
+  params = {"last_layer": {"w": jnp.ones((2, 2))}, "body": {"w": jnp.ones((2, 2))}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  history, _ = _run(cfg, params, grads, steps=3)
+  for p in history[:2]:  # Neither the gradient nor the weight decay moved it.
+    np.testing.assert_array_equal(p["last_layer"]["w"], 1.0)
+    assert float(p["body"]["w"][0, 0]) < 1.0
+  assert float(history[2]["last_layer"]["w"][0, 0]) < 1.0
+
+
+def test_clip_grad_norm_is_per_tensor():
+  """DINO's rule: g * min(1, c / (||g|| + 1e-6)) for each tensor on its own."""
+  cfg = dict(name="sgd", lr=1.0, lr_scaling="none", momentum=0.0, weight_decay=0.0,
+             warmup_epochs=0.0, min_lr_ratio=1.0, clip_grad_norm=3.0)
+  params = {"big": jnp.zeros((4,)), "small": jnp.zeros((4,))}
+  grads = {"big": jnp.full((4,), 10.0), "small": jnp.full((4,), 0.5)}  # Norms 20 and 1.
+  (p,), _ = _run(cfg, params, grads, steps=1)
+  np.testing.assert_allclose(p["big"], -10.0 * 3.0 / (20.0 + 1e-6), rtol=1e-6)
+  np.testing.assert_allclose(p["small"], -0.5, rtol=1e-6)
+
+
+def test_weight_decay_end_follows_dino_cosine():
+  schedule = optim.weight_decay_schedule(0.04, 0.4, 100)
+  for step in (0, 25, 50, 100, 150):  # DINO utils.cosine_scheduler, no warm-up, held after T.
+    q = 0.5 * (1 + math.cos(math.pi * min(step, 100) / 100))
+    np.testing.assert_allclose(float(schedule(step)), 0.4 + (0.04 - 0.4) * q, rtol=1e-6)
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (dict(constant_lr_params="("), "optim.constant_lr_params"),
+    (dict(freeze_params=3), "optim.freeze_params"),
+    (dict(clip_grad_norm=-1.0), "optim.clip_grad_norm"),
+    (dict(freeze_epochs=-1.0), "optim.freeze_epochs"),
+    (dict(weight_decay_end="x"), "optim.weight_decay_end"),
+])
+def test_bad_new_options_name_the_key(overrides, key):
+  cfg = dict(optim.default_config().to_dict(), **overrides)
+  with pytest.raises(ConfigError, match=key):
+    optim.make_optimizer(cfg, total_steps=100, steps_per_epoch=10, global_batch_size=256)
