@@ -64,7 +64,7 @@ def get_config(arg=None) -> mlc.ConfigDict:
     _imagenet(c, size=96 if arg.data == "stl10" else 128)
     c.input.batch_size = 256
     c.encoder.name = "resnet18"
-    c.projector = mlc.ConfigDict(dict(hidden_dims=(2048, 2048), out_dim=2048, use_bias=True))
+    c.projector = common.mlp((2048, 2048), 2048)
     c.total_epochs = 400.0
   if arg.runlocal:
     common.runlocal(c)
@@ -94,7 +94,7 @@ def _digits(c):
   # Width 8: ~3x the samples/s of width 16 on 2 CPU cores, for the same probe accuracy here.
   c.encoder = mlc.ConfigDict(dict(name="resnet18", stem="cifar", width=8,
                                   zero_init_residual=False))
-  c.projector = mlc.ConfigDict(dict(hidden_dims=(512, 512), out_dim=512, use_bias=True))
+  c.projector = common.mlp((512, 512), 512)
   c.barlow.scale_loss = 0.1
   c.optim = common.lars(lr=0.3, warmup_epochs=5.0)
   c.eval.rankme_every_steps = 100
@@ -110,7 +110,7 @@ def _cifar(c):
   c.input.views = _asymmetric_views(32, blur=(0.0, 0.0), mean=c.input.mean, std=c.input.std)
   c.encoder = mlc.ConfigDict(dict(name="resnet18", stem="cifar", width=64,
                                   zero_init_residual=False))
-  c.projector = mlc.ConfigDict(dict(hidden_dims=(2048, 2048), out_dim=2048, use_bias=True))
+  c.projector = common.mlp((2048, 2048), 2048)
   c.barlow.scale_loss = 0.1
   c.optim = common.lars(lr=0.3, weight_decay=1e-4, eta=0.02, clip_lr=True, warmup_epochs=10.0)
   c.eval.rankme_every_steps = 5000
@@ -128,7 +128,7 @@ def _imagenet(c, size=224):
                                     std=common.IMAGENET_STD)
   c.encoder = mlc.ConfigDict(dict(name="resnet50", stem="imagenet", width=64,
                                   zero_init_residual=True))
-  c.projector = mlc.ConfigDict(dict(hidden_dims=(8192, 8192), out_dim=8192, use_bias=False))
+  c.projector = common.mlp((8192, 8192), 8192, use_bias=False)
   c.barlow.scale_loss = 1.0
   c.optim = common.lars(lr=0.2, weight_decay=1e-6, eta=0.001, clip_lr=False,
                         lr_scaling="linear", warmup_epochs=10.0, min_lr_ratio=0.001,

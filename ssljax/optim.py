@@ -291,7 +291,7 @@ def path_mask(pattern: str) -> Callable[[Any], Any]:
 
 
 def clip_by_tensor_norm(max_norm: float) -> optax.GradientTransformation:
-  """DINO's ``clip_gradients``: each tensor's gradient is scaled by ``min(1, c / (||g|| + 1e-6))``."""
+  """DINO's ``clip_gradients``: each gradient tensor times ``min(1, c / (||g|| + 1e-6))``."""
 
   def update_fn(updates, state, params=None):
     del params

@@ -183,7 +183,7 @@ def build(config, info: data.DatasetInfo | None = None) -> Run:
   info = data.get_info(config.input.data) if info is None else info
   steps_per_epoch = max(1, info.num_train // batch_size)
   total = total_steps_of(config, steps_per_epoch)
-  method = methods.make(config)
+  method = methods.make(config, total_steps=total, steps_per_epoch=steps_per_epoch)
   tx, schedule = optim.make_optimizer(config.optim, total_steps=total,
                                       steps_per_epoch=steps_per_epoch,
                                       global_batch_size=batch_size)

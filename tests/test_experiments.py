@@ -1,11 +1,13 @@
 """Experiment files: every variant builds, has the common fields, and matches its recipe."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import pytest
 
-from experiments import barlow
-from ssljax import methods
+from experiments import barlow, common
+from ssljax import compare, methods
 from ssljax.errors import ConfigError
 
 COMMON_FIELDS = ("seed", "total_steps", "total_epochs", "input.batch_size", "input.data.name",
@@ -25,7 +27,7 @@ def test_every_variant_builds_with_the_common_fields(data, runlocal):
   for field in COMMON_FIELDS:
     _get(c, field)
   assert c.input.data.name == data
-  method = methods.make(c)
+  method = methods.make(c, total_steps=100, steps_per_epoch=10)
   assert [v.size for v in method.views] == [c.input.views.view1.size, c.input.views.view2.size]
   if runlocal:
     assert 0 < c.total_steps <= 10 and c.input.batch_size <= 16
@@ -67,7 +69,7 @@ def test_imagenet_recipe_is_the_paper():
   assert (c.input.views.view1.blur_prob, c.input.views.view2.blur_prob) == (1.0, 0.1)
   # ResNet-50 (23,508,032 without fc) + projector 2048->8192->8192->8192 without biases
   # (3 weight matrices) + 2 BatchNorms of 8192 (scale and bias).
-  method = methods.make(c)
+  method = methods.make(c, total_steps=100, steps_per_epoch=10)
   params, _ = jax.eval_shape(method.init, jax.random.key(0), jnp.zeros((1, 224, 224, 3)))
   count = sum(x.size for x in jax.tree.leaves(params))
   assert count == 23_508_032 + 2048 * 8192 + 2 * 8192 * 8192 + 2 * 2 * 8192
@@ -76,3 +78,47 @@ def test_imagenet_recipe_is_the_paper():
 def test_unknown_variant_is_an_error():
   with pytest.raises(ConfigError, match="data='mnist' is unknown"):
     barlow.get_config("data=mnist")
+
+
+CLASSICS = ("simclr", "byol", "mocov3", "vicreg", "simsiam", "dino", "mae")
+# Published numbers each experiment docstring must quote (solo-learn README for CIFAR-10, the
+# papers for ImageNet; MAE's is after fine-tuning).
+TARGETS = {"simclr": ("90.74%", "69.3%"), "byol": ("92.58%", "74.3%"),
+           "mocov3": ("93.10%", "74.6%"), "vicreg": ("92.07%", "73.2%"),
+           "simsiam": ("90.51%", "68.1%"), "dino": ("89.52%", "77.0%"), "mae": ("83.6%",)}
+
+
+def test_every_method_has_an_experiment_file():
+  assert set(CLASSICS) | {"barlow"} <= set(compare.experiment_methods())
+
+
+@pytest.mark.parametrize("name", CLASSICS)
+@pytest.mark.parametrize("data", common.METHOD_DATASETS)
+def test_classic_variants_build(name, data):
+  module = importlib.import_module(f"experiments.{name}")
+  for arg in (f"data={data}", f"data={data},runlocal"):
+    c = module.get_config(arg)
+    for field in COMMON_FIELDS:
+      _get(c, field)
+    method = methods.make(c, total_steps=1000, steps_per_epoch=10)
+    assert method.name == name and method.views
+    if "runlocal" in arg:
+      assert 0 < c.total_steps <= 10 and c.input.batch_size <= 16
+  doc = module.__doc__
+  assert f"python main.py --config=experiments/{name}.py --workdir=" in doc
+  for target in TARGETS[name]:
+    assert target in doc
+
+
+def test_dino_imagenet_is_multi_crop_vit():
+  c = importlib.import_module("experiments.dino").get_config("data=imagenet2012")
+  method = methods.make(c, total_steps=1000, steps_per_epoch=10)
+  assert [v.size for v in method.views] == [224, 224] + [96] * 10
+  assert c.encoder.name == "vit:S/16" and c.optim.name == "adamw"
+  assert (c.optim.weight_decay, c.optim.weight_decay_end, c.optim.clip_grad_norm) == (
+      0.04, 0.4, 3.0)
+
+
+def test_unknown_variant_of_a_classic_is_an_error():
+  with pytest.raises(ConfigError, match="data='mnist' is unknown"):
+    importlib.import_module("experiments.byol").get_config("data=mnist")

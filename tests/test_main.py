@@ -126,3 +126,32 @@ def test_sigterm_saves_a_checkpoint_then_exits(tmp_path, digits_dir):
   assert "received SIGTERM" in out and "checkpoint saved" in out, out[-2000:]
   steps = [int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()]
   assert len(steps) == 1 and 3 <= steps[0] < 100000, steps
+
+
+# The classic methods' settings: each bad one is named on the last line (the method is built
+# before any data is read or written).
+
+
+def test_zero_temperature(tmp_path, digits_dir):
+  proc = _main(tmp_path, "--config.simclr.temperature=0.0", f"--config.input.data.data_dir="
+               f"{digits_dir}", config="experiments/simclr.py:runlocal")
+  _assert_clean_error(proc, "simclr.temperature=0.0", "> 0")
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_multi_crop_with_zero_crops(tmp_path, digits_dir):
+  proc = _main(tmp_path, "--config.input.views.local.crops=0",
+               f"--config.input.data.data_dir={digits_dir}", config="experiments/dino.py:runlocal")
+  _assert_clean_error(proc, "input.views.local.crops=0", ">= 1")
+
+
+def test_vit_patch_that_does_not_divide_the_view(tmp_path, digits_dir):
+  proc = _main(tmp_path, "--config.encoder.name=vit:N/5",
+               f"--config.input.data.data_dir={digits_dir}", config="experiments/mae.py:runlocal")
+  _assert_clean_error(proc, "not divisible by the ViT patch size 5", "vit:N/5")
+
+
+def test_method_asks_for_views_the_config_does_not_define(tmp_path, digits_dir):
+  # Barlow's config defines view1/view2; DINO needs global1/global2 (and its own settings).
+  proc = _main(tmp_path, "--config.method=dino", f"--config.input.data.data_dir={digits_dir}")
+  _assert_clean_error(proc, "method='dino'", "experiments/dino.py")

@@ -1,6 +1,8 @@
 """Methods: each SSL method is a bundle of pure functions, found by name.
 
-A method lives in ``ssljax/methods/<name>.py`` and defines ``make(config) -> Method``. Adding one
+A method lives in ``ssljax/methods/<name>.py`` and defines
+``make(config, *, total_steps, steps_per_epoch) -> Method`` (the run length feeds schedules such
+as BYOL's EMA momentum and DINO's teacher temperature). Adding one
 edits no registry: :func:`get` imports the module by name. There are no base classes; a method
 closes over its networks and hyperparameters and hands the trainer five functions.
 """
@@ -66,9 +68,23 @@ def get(name: str):
   return importlib.import_module(f"{__name__}.{name}")
 
 
-def make(config) -> Method:
-  """Builds the method named by ``config.method`` from the experiment config."""
-  return get(config.method).make(config)
+def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
+  """Builds the method named by ``config.method`` for a run of ``total_steps`` steps."""
+  if int(total_steps) < 1 or int(steps_per_epoch) < 1:
+    raise ConfigError(f"total_steps={total_steps} and steps_per_epoch={steps_per_epoch} must be "
+                      ">= 1; check total_steps/total_epochs and the batch size")
+  module = get(config.method)
+  try:
+    return module.make(config, total_steps=int(total_steps), steps_per_epoch=int(steps_per_epoch))
+  except AttributeError as e:
+    # A ConfigDict without a key the method reads (e.g. --config.method=dino on another method's
+    # experiment file) raises AttributeError(KeyError('dino')); say which file has the settings.
+    missing = e.args[0] if e.args else None
+    if not isinstance(missing, KeyError):
+      raise
+    raise ConfigError(
+        f"method={config.method!r} reads config key {missing.args[0]} that this config lacks; "
+        f"start from experiments/{config.method}.py, which defines its settings") from None
 
 
 def identity_update(params: PyTree, method_state: PyTree, step: jax.Array) -> PyTree:

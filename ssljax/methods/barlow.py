@@ -12,40 +12,22 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from ssljax import losses
-from ssljax.data.augment import ViewRecipe
 from ssljax.errors import ConfigError
-from ssljax.methods import Method, identity_update
+from ssljax.methods import Method, _common, identity_update
 from ssljax.models.compose import EncoderHead
-from ssljax.models.heads import MLP
-from ssljax.models.resnet import make_encoder
 
 VIEW_NAMES = ("view1", "view2")
 
 
 def make_network(config) -> EncoderHead:
   """Encoder + projector from ``config.encoder`` and ``config.projector``."""
-  enc = config.encoder
-  encoder, _ = make_encoder(
-      enc.name, stem=enc.stem, width=enc.width, zero_init_residual=enc.zero_init_residual
-  )
-  proj = config.projector
-  head = MLP(hidden_dims=tuple(proj.hidden_dims), out_dim=proj.out_dim, use_bias=proj.use_bias)
-  return EncoderHead(encoder=encoder, head=head)
+  encoder, _ = _common.make_backbone(config)
+  return EncoderHead(encoder=encoder, head=_common.make_mlp(config.projector, where="projector"))
 
 
-def view_recipes(config, names=VIEW_NAMES) -> tuple[ViewRecipe, ...]:
-  """The recipes of the named views in ``config.input.views``."""
-  views = config.input.views
-  missing = [n for n in names if n not in views]
-  if missing:
-    raise ConfigError(
-        f"input.views has no {missing}; method={config.method!r} needs views {list(names)}"
-    )
-  return tuple(ViewRecipe.from_config(views[n], where=f"input.views.{n}") for n in names)
-
-
-def make(config) -> Method:
+def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   """Builds the Barlow Twins method from an experiment config."""
+  del total_steps, steps_per_epoch  # No schedules of its own.
   net = make_network(config)
   lambd = float(config.barlow.lambd)
   scale_loss = float(config.barlow.scale_loss)
@@ -83,7 +65,7 @@ def make(config) -> Method:
 
   return Method(
       name="barlow",
-      views=view_recipes(config),
+      views=_common.view_recipes(config, VIEW_NAMES),
       init=init,
       loss=loss,
       update=identity_update,

@@ -4,10 +4,12 @@ import math
 
 import jax
 
-from ssljax.models.heads import MLP
+from ssljax.models.heads import MLP, DINOHead
 from ssljax.models.resnet import ARCHITECTURES, ResidualBlock, ResNet, make_encoder
+from ssljax.models.vit import VIT_SIZES, MAEDecoder, ViT, make_vit
 
-__all__ = ["ARCHITECTURES", "MLP", "ResNet", "ResidualBlock", "make_encoder", "num_params"]
+__all__ = ["ARCHITECTURES", "DINOHead", "MAEDecoder", "MLP", "ResNet", "ResidualBlock",
+           "VIT_SIZES", "ViT", "make_encoder", "make_vit", "num_params"]
 
 
 def num_params(params) -> int:

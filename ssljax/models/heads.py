@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 # PyTorch's nn.Linear default (kaiming_uniform, a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
@@ -23,6 +24,8 @@ class MLP(nn.Module):
     use_bias: give every Dense a bias (zero-initialised). The official Barlow Twins projector has
       none; a bias before BatchNorm is redundant anyway.
     last_bn: apply BatchNorm without scale and bias after the last Dense (SimSiam/MoCo-v3 style).
+    hidden_bn: BatchNorm after each hidden Dense (False: ``Dense -> ReLU``, SimCLR v1 /
+      solo-learn's SimCLR projector).
     bn_momentum: running-average decay (Flax convention: 0.9 == PyTorch's 0.1).
     bn_epsilon: BatchNorm epsilon.
     dtype: compute dtype; parameters and the output stay float32.
@@ -32,6 +35,7 @@ class MLP(nn.Module):
   out_dim: int
   use_bias: bool = True
   last_bn: bool = False
+  hidden_bn: bool = True
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
@@ -57,9 +61,52 @@ class MLP(nn.Module):
     x = x_bd.astype(self.dtype)
     for i, width in enumerate(self.hidden_dims):
       x = nn.Dense(width, name=f"dense{i}", **dense)(x)
-      x = nn.relu(nn.BatchNorm(name=f"bn{i}", **bn)(x))
+      if self.hidden_bn:
+        x = nn.BatchNorm(name=f"bn{i}", **bn)(x)
+      x = nn.relu(x)
     x = nn.Dense(self.out_dim, name="out", **dense)(x)
     if self.last_bn:
       x = nn.BatchNorm(use_scale=False, use_bias=False, name="out_bn", **bn)(x)
     # Losses (cross-correlations, softmaxes over large batches) want float32 inputs.
     return x.astype(jnp.float32)
+
+
+class DINOHead(nn.Module):
+  """DINO's projection head: MLP -> L2-normalise -> weight-normalised linear to prototypes.
+
+  ``Dense -> GELU`` for ``len(hidden_dims)`` layers, ``Dense(bottleneck_dim)``, L2 normalisation,
+  then a bias-free linear layer to ``num_prototypes`` whose weight columns are normalised to unit
+  length (``norm_last_layer=True`` in the official code: weight norm with the gain fixed at 1).
+  Dense layers use truncated-normal(0.02) kernels and zero biases, as the official head.
+
+  Attributes:
+    hidden_dims: widths of the hidden layers (2048, 2048 in the official head).
+    bottleneck_dim: width before normalisation (256).
+    num_prototypes: output width K (65536 for ViT on ImageNet; 4096 in solo-learn's CIFAR recipe).
+    use_bn: BatchNorm after each hidden Dense (official default False).
+    dtype: compute dtype; the output is float32.
+  """
+
+  hidden_dims: Sequence[int] = (2048, 2048)
+  bottleneck_dim: int = 256
+  num_prototypes: int = 65536
+  use_bn: bool = False
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_bd: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+    """[B, D_in] features -> [B, num_prototypes] float32 logits."""
+    init = nn.initializers.truncated_normal(0.02)
+    x = x_bd.astype(self.dtype)
+    for i, width in enumerate(self.hidden_dims):
+      x = nn.Dense(width, kernel_init=init, dtype=self.dtype, name=f"dense{i}")(x)
+      if self.use_bn:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                         dtype=self.dtype, name=f"bn{i}")(x)
+      x = nn.gelu(x, approximate=False)
+    x = nn.Dense(self.bottleneck_dim, kernel_init=init, dtype=self.dtype, name="bottleneck")(x)
+    x = x.astype(jnp.float32)
+    x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    v = self.param("last_layer", init, (self.bottleneck_dim, self.num_prototypes), jnp.float32)
+    w = v / jnp.maximum(jnp.linalg.norm(v, axis=0, keepdims=True), 1e-12)
+    return jnp.matmul(x, w, precision=jax.lax.Precision.HIGHEST)

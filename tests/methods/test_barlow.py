@@ -11,7 +11,7 @@ from ssljax import losses, methods
 
 def _setup():
   config = barlow.get_config("runlocal")
-  method = methods.make(config)
+  method = methods.make(config, total_steps=100, steps_per_epoch=10)
   size = method.views[0].size
   params, state = method.init(jax.random.key(0), jnp.zeros((2, size, size, 3)))
   rng = np.random.default_rng(0)

@@ -1,0 +1,68 @@
+r"""BYOL (Grill et al., NeurIPS 2020).
+
+Variants (the argument after the colon; combine with commas):
+
+* default — digits demo, offline, a few minutes on 2 CPU cores::
+
+    python main.py --config=experiments/byol.py --workdir=/tmp/byol
+
+  Width-8 ResNet-18 (CIFAR stem) on the shipped 8x8 digits at 16 px, 80 epochs of batch 256,
+  projector 512 -> 128, predictor 512 -> 128, EMA momentum 0.99 -> 1. No published number exists
+  for this data; the README's comparison table has what it reaches.
+
+* ``data=cifar10`` (or ``data=cifar100``) — solo-learn's CIFAR recipe::
+
+    python main.py --config=experiments/byol.py:data=cifar10 --workdir=/tmp/byol_c10 \
+        --config.input.data.download=True
+
+  ResNet-18 CIFAR stem, batch 256, 1000 epochs, LARS lr 1.0 (eta 0.02, clip_lr), wd 1e-5,
+  10 warm-up epochs, projector 4096 -> 256, predictor 4096 -> 256, momentum 0.99 -> 1,
+  asymmetric solarisation 0.0 / 0.2. Target: 92.58% linear top-1 on CIFAR-10, 70.46% on
+  CIFAR-100 (solo-learn README).
+
+* ``data=imagenet2012`` — the paper's recipe::
+
+    python main.py --config=experiments/byol.py:data=imagenet2012 --workdir=gs://.../byol
+
+  ResNet-50, batch 4096, 1000 epochs, LARS lr 0.2 x batch/256 (eta 0.001), wd 1.5e-6, 10 warm-up
+  epochs, projector/predictor 4096 -> 256, momentum 0.996 -> 1, blur 1.0 / 0.1, solarisation
+  0.0 / 0.2. Target: 74.3% ImageNet linear top-1 (paper).
+
+* ``runlocal`` — shrinks any variant to a few steps of a tiny model (tests, laptops).
+"""
+
+import ml_collections as mlc
+
+from experiments import common
+
+
+def get_config(arg=None) -> mlc.ConfigDict:
+  """Returns the BYOL config for the variant in ``arg`` (see the module docstring)."""
+  arg = common.parse_arg(arg, data="digits", runlocal=False)
+  common.check_data(arg)
+  c = common.base_config()
+  c.method = "byol"
+  size = common.set_data(c, arg.data)
+  c.byol = mlc.ConfigDict(dict(base_momentum=0.99, final_momentum=1.0))
+  asym = dict(view1=dict(solarize_prob=0.0), view2=dict(solarize_prob=0.2))
+  if arg.data == "digits":
+    common.two_views(c, size, **asym)
+    c.projector = common.mlp((512,), 128)
+    c.predictor = common.mlp((512,), 128)
+    c.optim = common.lars(lr=1.0, weight_decay=1e-5, warmup_epochs=5.0)
+  elif arg.data in ("cifar10", "cifar100"):
+    common.two_views(c, size, **asym)
+    c.projector = common.mlp((4096,), 256)
+    c.predictor = common.mlp((4096,), 256)
+    c.optim = common.lars(lr=1.0, weight_decay=1e-5, warmup_epochs=10.0)
+  else:
+    common.two_views(c, size, view1=dict(blur_prob=1.0, solarize_prob=0.0),
+                     view2=dict(blur_prob=0.1, solarize_prob=0.2))
+    c.projector = common.mlp((4096,), 256)
+    c.predictor = common.mlp((4096,), 256)
+    c.byol.base_momentum = 0.996
+    c.optim = common.lars(lr=0.2, weight_decay=1.5e-6, eta=0.001, clip_lr=False,
+                          lr_scaling="linear", warmup_epochs=10.0)
+  if arg.runlocal:
+    common.runlocal(c)
+  return c

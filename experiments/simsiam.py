@@ -1,0 +1,70 @@
+r"""SimSiam (Chen and He, CVPR 2021).
+
+Variants (the argument after the colon; combine with commas):
+
+* default — digits demo, offline, a few minutes on 2 CPU cores::
+
+    python main.py --config=experiments/simsiam.py --workdir=/tmp/simsiam
+
+  Width-8 ResNet-18 (CIFAR stem) on the shipped 8x8 digits at 16 px, 80 epochs of batch 256,
+  projector 512-512-512 (BN on the output), predictor 128 -> 512 with a constant LR, SGD.
+  No published number exists for this data; see the README's comparison table.
+
+* ``data=cifar10`` (or ``data=cifar100``) — solo-learn's CIFAR recipe::
+
+    python main.py --config=experiments/simsiam.py:data=cifar10 --workdir=/tmp/simsiam_c10 \
+        --config.input.data.download=True
+
+  ResNet-18 CIFAR stem, batch 256, 1000 epochs, SGD (momentum 0.9) lr 0.5, wd 1e-5, 10 warm-up
+  epochs, projector 2048-2048-2048, predictor 512 -> 2048 with a constant LR.
+  Target: 90.51% linear top-1 on CIFAR-10, 66.04% on CIFAR-100 (solo-learn README).
+
+* ``data=imagenet2012`` — the paper's recipe::
+
+    python main.py --config=experiments/simsiam.py:data=imagenet2012 --workdir=gs://.../simsiam
+
+  ResNet-50, batch 512, 100 epochs, SGD lr 0.05 x batch/256, momentum 0.9, wd 1e-4, cosine
+  decay without warm-up, predictor LR fixed, projector 2048 x 3 with BN on the output, predictor
+  512 -> 2048, blur 0.5. Target: 68.1% ImageNet linear top-1 (paper, 100 epochs).
+
+* ``runlocal`` — shrinks any variant to a few steps of a tiny model (tests, laptops).
+"""
+
+import ml_collections as mlc
+
+from experiments import common
+
+PREDICTOR = "method/predictor/"  # Parameters that keep a constant LR (the paper's section 4.4).
+
+
+def get_config(arg=None) -> mlc.ConfigDict:
+  """Returns the SimSiam config for the variant in ``arg`` (see the module docstring)."""
+  arg = common.parse_arg(arg, data="digits", runlocal=False)
+  common.check_data(arg)
+  c = common.base_config()
+  c.method = "simsiam"
+  size = common.set_data(c, arg.data)
+  if arg.data == "digits":
+    common.two_views(c, size)
+    c.projector = common.mlp((512, 512), 512, last_bn=True)
+    c.predictor = common.mlp((128,), 512)
+    c.optim = common.sgd(lr=0.5, weight_decay=1e-5, warmup_epochs=5.0,
+                         constant_lr_params=PREDICTOR)
+  elif arg.data in ("cifar10", "cifar100"):
+    common.two_views(c, size)
+    c.projector = common.mlp((2048, 2048), 2048, last_bn=True)
+    c.predictor = common.mlp((512,), 2048)
+    c.optim = common.sgd(lr=0.5, weight_decay=1e-5, warmup_epochs=10.0,
+                         constant_lr_params=PREDICTOR)
+  else:
+    common.two_views(c, size, blur_prob=0.5)
+    c.input.batch_size = 512
+    c.total_epochs = 100.0
+    c.encoder.zero_init_residual = False
+    c.projector = common.mlp((2048, 2048), 2048, last_bn=True)
+    c.predictor = common.mlp((512,), 2048)
+    c.optim = common.sgd(lr=0.05, weight_decay=1e-4, lr_scaling="linear", warmup_epochs=0.0,
+                         constant_lr_params=PREDICTOR)
+  if arg.runlocal:
+    common.runlocal(c)
+  return c

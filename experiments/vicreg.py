@@ -1,0 +1,67 @@
+r"""VICReg (Bardes, Ponce and LeCun, ICLR 2022).
+
+Variants (the argument after the colon; combine with commas):
+
+* default — digits demo, offline, a few minutes on 2 CPU cores::
+
+    python main.py --config=experiments/vicreg.py --workdir=/tmp/vicreg
+
+  Width-8 ResNet-18 (CIFAR stem) on the shipped 8x8 digits at 16 px, 80 epochs of batch 256,
+  projector 512-512-512, weights 25 / 25 / 1. No published number exists for this data; see the
+  README's comparison table.
+
+* ``data=cifar10`` (or ``data=cifar100``) — solo-learn's CIFAR recipe::
+
+    python main.py --config=experiments/vicreg.py:data=cifar10 --workdir=/tmp/vicreg_c10 \
+        --config.input.data.download=True
+
+  ResNet-18 CIFAR stem, batch 256, 1000 epochs, LARS lr 0.3 (eta 0.02, clip_lr), wd 1e-4,
+  projector 2048-2048-2048, weights 25 / 25 / 1, crop scale (0.2, 1), solarisation 0.1.
+  Target: 92.07% linear top-1 on CIFAR-10, 68.54% on CIFAR-100 (solo-learn README).
+
+* ``data=imagenet2012`` — the paper's recipe::
+
+    python main.py --config=experiments/vicreg.py:data=imagenet2012 --workdir=gs://.../vicreg
+
+  ResNet-50, batch 2048, 1000 epochs, LARS lr 0.2 x batch/256 (eta 0.001), wd 1e-6, 10 warm-up
+  epochs, projector 8192-8192-8192, weights 25 / 25 / 1, blur 1.0 / 0.1, solarisation
+  0.0 / 0.2. Target: 73.2% ImageNet linear top-1 (paper).
+
+* ``runlocal`` — shrinks any variant to a few steps of a tiny model (tests, laptops).
+
+The official code averages the two views' variance terms and sums their covariance terms
+(solo-learn sums both); ``ssljax.losses.vicreg_terms`` follows the official code.
+"""
+
+import ml_collections as mlc
+
+from experiments import common
+
+
+def get_config(arg=None) -> mlc.ConfigDict:
+  """Returns the VICReg config for the variant in ``arg`` (see the module docstring)."""
+  arg = common.parse_arg(arg, data="digits", runlocal=False)
+  common.check_data(arg)
+  c = common.base_config()
+  c.method = "vicreg"
+  size = common.set_data(c, arg.data)
+  c.vicreg = mlc.ConfigDict(dict(sim_weight=25.0, var_weight=25.0, cov_weight=1.0))
+  if arg.data == "digits":
+    common.two_views(c, size, solarize_prob=0.1)
+    c.projector = common.mlp((512, 512), 512)
+    c.optim = common.lars(lr=0.3, weight_decay=1e-4, warmup_epochs=5.0)
+  elif arg.data in ("cifar10", "cifar100"):
+    common.two_views(c, size, crop_scale=(0.2, 1.0), solarize_prob=0.1)
+    c.projector = common.mlp((2048, 2048), 2048)
+    c.optim = common.lars(lr=0.3, weight_decay=1e-4, warmup_epochs=10.0)
+  else:
+    common.two_views(c, size, view1=dict(blur_prob=1.0, solarize_prob=0.0),
+                     view2=dict(blur_prob=0.1, solarize_prob=0.2))
+    c.input.batch_size = 2048
+    c.encoder.zero_init_residual = False
+    c.projector = common.mlp((8192, 8192), 8192)
+    c.optim = common.lars(lr=0.2, weight_decay=1e-6, eta=0.001, clip_lr=False,
+                          lr_scaling="linear", warmup_epochs=10.0)
+  if arg.runlocal:
+    common.runlocal(c)
+  return c

@@ -1,0 +1,127 @@
+r"""Trains several methods on the same data and prints one table of their results.
+
+::
+
+    python -m ssljax.compare --methods=all --workdir=/tmp/ssljax_compare
+    python -m ssljax.compare --methods=simclr,byol --config-arg=runlocal --workdir=/tmp/quick
+
+Each method runs its own experiment file (``experiments/<method>.py``, with ``--config-arg`` as
+the variant) in ``<workdir>/<method>``, one after the other, through the same
+``train_and_evaluate`` as ``main.py``. A method whose folder already holds ``results.json`` is
+not retrained (pass ``--rerun`` to train again). The table (linear top-1, kNN top-1, RankMe, wall
+time) is printed as Markdown and written to ``<workdir>/compare.md`` and ``compare.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shutil
+import sys
+import time
+
+from ssljax.errors import UserError
+
+COLUMNS = (("linear_top1", "linear top-1"), ("knn_top1", "kNN top-1"), ("rankme", "RankMe"),
+           ("wall_time_s", "wall time"))
+
+
+def experiment_methods() -> list[str]:
+  """Methods that have both ``ssljax/methods/<m>.py`` and ``experiments/<m>.py``."""
+  from ssljax import methods
+
+  found = []
+  for name in methods.available():
+    try:
+      importlib.import_module(f"experiments.{name}")
+    except ModuleNotFoundError:
+      continue
+    found.append(name)
+  return found
+
+
+def _format(key: str, value) -> str:
+  if value is None:
+    return "—"
+  if key == "wall_time_s":
+    minutes, seconds = divmod(int(round(value)), 60)
+    return f"{minutes}m{seconds:02d}s"
+  if key == "rankme":
+    return f"{value:.1f}"
+  return f"{100 * value:.1f}%"
+
+
+def table(rows: list[dict]) -> str:
+  """A Markdown table of ``rows`` (each ``{"method": ..., <COLUMNS keys>...}``)."""
+  lines = ["| method | " + " | ".join(title for _, title in COLUMNS) + " |",
+           "|---|" + "---:|" * len(COLUMNS)]
+  for row in rows:
+    if "error" in row:
+      cells = [f"failed: {row['error']}"] + [""] * (len(COLUMNS) - 1)
+    else:
+      cells = [_format(key, row.get(key)) for key, _ in COLUMNS]
+    lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def run_one(method: str, config_arg: str, workdir: str, *, rerun: bool) -> dict:
+  """Trains and evaluates one method (or reads its finished results); returns a table row."""
+  from ssljax import train
+
+  results_path = os.path.join(workdir, "results.json")
+  if rerun and os.path.isdir(workdir):
+    shutil.rmtree(workdir)
+  if os.path.exists(results_path):
+    print(f"[{method}] reusing {results_path} (--rerun trains again)", flush=True)
+    with open(results_path) as f:
+      results = json.load(f)
+  else:
+    config = importlib.import_module(f"experiments.{method}").get_config(config_arg or None)
+    print(f"[{method}] training: experiments/{method}.py:{config_arg} -> {workdir}", flush=True)
+    results = train.train_and_evaluate(config, workdir)
+  return {"method": method, **{k: results.get(k) for k, _ in COLUMNS}}
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m ssljax.compare", description=__doc__.split(
+      "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--methods", default="all",
+                      help="comma-separated method names, or 'all' (default)")
+  parser.add_argument("--config-arg", default="",
+                      help="variant passed to every experiment file, e.g. 'runlocal'")
+  parser.add_argument("--workdir", required=True, help="folder for one sub-folder per method")
+  parser.add_argument("--rerun", action="store_true", help="retrain methods that have results")
+  args = parser.parse_args(argv)
+
+  known = experiment_methods()
+  chosen = known if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m]
+  unknown = [m for m in chosen if m not in known]
+  if unknown or not chosen:
+    print(f"error: --methods={args.methods!r}: unknown {unknown}; choose from {known} or 'all'",
+          file=sys.stderr)
+    return 2
+  rows = []
+  start = time.perf_counter()
+  for method in chosen:
+    try:
+      rows.append(run_one(method, args.config_arg, os.path.join(args.workdir, method),
+                          rerun=args.rerun))
+    except UserError as e:  # One method's bad setting should not hide the others' results.
+      print(f"[{method}] error: {e}", file=sys.stderr, flush=True)
+      rows.append({"method": method, "error": str(e)})
+  text = table(rows)
+  os.makedirs(args.workdir, exist_ok=True)
+  with open(os.path.join(args.workdir, "compare.md"), "w") as f:
+    f.write(text + "\n")
+  with open(os.path.join(args.workdir, "compare.json"), "w") as f:
+    json.dump(rows, f, indent=2)
+  print(f"\n{text}\n\n({len(rows)} methods, {time.perf_counter() - start:.0f} s in all; "
+        f"written to {args.workdir}/compare.md)", flush=True)
+  return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  sys.exit(main())

@@ -1,0 +1,168 @@
+"""Pieces several methods share: views from the config, backbones, heads, Linen calls, EMA.
+
+Plain functions, not a base class: a method file calls what it needs and reads top to bottom.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ssljax.data.augment import ViewRecipe
+from ssljax.errors import ConfigError
+from ssljax.models.heads import MLP
+from ssljax.models.resnet import make_encoder
+
+PyTree = Any
+
+
+# ------------------------------------------------------------------------------------- views
+
+
+def view_recipes(config, names: Sequence[str]) -> tuple[ViewRecipe, ...]:
+  """The recipes of the named views in ``config.input.views``, each repeated ``crops`` times.
+
+  A view entry may carry ``crops`` (default 1): DINO's ``local`` view with ``crops=6`` yields six
+  independently augmented crops of one recipe. The result is the flat list the loss receives, in
+  the order of ``names``.
+
+  Raises:
+    ConfigError: a named view is missing, ``crops`` is not a positive integer, or a field is bad.
+  """
+  views = config.input.views
+  missing = [n for n in names if n not in views]
+  if missing:
+    raise ConfigError(
+        f"input.views has no {missing}; method={config.method!r} needs views {list(names)}"
+    )
+  recipes = []
+  for name in names:
+    fields = dict(views[name].to_dict() if hasattr(views[name], "to_dict") else views[name])
+    crops = fields.pop("crops", 1)
+    if isinstance(crops, bool) or not isinstance(crops, int) or crops < 1:
+      raise ConfigError(f"input.views.{name}.crops={crops!r} must be an integer >= 1 "
+                        "(the number of crops drawn with this recipe)")
+    recipes += [ViewRecipe.from_config(fields, where=f"input.views.{name}")] * crops
+  return tuple(recipes)
+
+
+def view_count(config, name: str) -> int:
+  """How many crops the view ``name`` contributes (its ``crops`` field, default 1)."""
+  return int(config.input.views[name].get("crops", 1))
+
+
+# --------------------------------------------------------------------------------- networks
+
+
+def is_vit(config) -> bool:
+  return str(config.encoder.name).startswith("vit")
+
+
+def make_backbone(config) -> tuple[nn.Module, int]:
+  """The encoder named by ``config.encoder.name`` (a ResNet, or a ViT such as ``'vit:S/16'``).
+
+  For a ViT every view size and the evaluation size must be multiples of the patch size; the
+  position embeddings are created for the first view's size and resized for other sizes.
+
+  Returns:
+    ``(module, feature_dim)``; the module maps [B, H, W, 3] to [B, feature_dim].
+  """
+  enc = config.encoder
+  if is_vit(config):
+    from ssljax.models import vit
+
+    _, patch = vit.parse_vit_name(enc.name, key="encoder.name")
+    sizes = {f"input.views.{k}.size": int(v.size) for k, v in config.input.views.items()}
+    sizes["input.image_size"] = int(config.input.image_size)
+    for key, size in sizes.items():
+      vit.check_patch_divides(size, patch, key=key, name=enc.name)
+    native = next(iter(sizes.values()))
+    return vit.make_vit(enc.name, image_size=native, posemb=enc.get("posemb", "learn"))
+  return make_encoder(enc.name, stem=enc.get("stem", "imagenet"), width=enc.get("width", 64),
+                      zero_init_residual=enc.get("zero_init_residual", False))
+
+
+def make_mlp(cfg, *, where: str) -> MLP:
+  """An MLP head from a config entry with ``hidden_dims``, ``out_dim`` and optional flags."""
+  hidden = tuple(int(d) for d in cfg.hidden_dims)
+  if int(cfg.out_dim) < 1 or any(d < 1 for d in hidden):
+    raise ConfigError(f"{where}: hidden_dims={hidden} and out_dim={cfg.out_dim} must be >= 1")
+  return MLP(hidden_dims=hidden, out_dim=int(cfg.out_dim), use_bias=cfg.get("use_bias", True),
+             last_bn=cfg.get("last_bn", False), hidden_bn=cfg.get("hidden_bn", True))
+
+
+def check_positive(value, key: str) -> float:
+  """``float(value)`` or a ConfigError naming ``key`` when it is not a number > 0."""
+  if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    raise ConfigError(f"{key}={value!r} must be a number > 0")
+  return float(value)
+
+
+def init_variables(module: nn.Module, rng, *args, **kwargs) -> tuple[PyTree, PyTree]:
+  """``module.init`` split into ``(params, collections)``; collections hold e.g. batch_stats."""
+  variables = dict(module.init(rng, *args, train=False, **kwargs))
+  params = variables.pop("params")
+  return params, variables
+
+
+def apply_train(module: nn.Module, params, collections, *args, **kwargs):
+  """A training-mode call that also returns the updated collections (BatchNorm statistics)."""
+  variables = {"params": params, **collections}
+  if not collections:
+    return module.apply(variables, *args, train=True, **kwargs), collections
+  out, new = module.apply(variables, *args, train=True, mutable=list(collections), **kwargs)
+  return out, {**collections, **new}
+
+
+def apply_eval(module: nn.Module, params, collections, *args, **kwargs):
+  """An evaluation-mode call (running BatchNorm statistics, nothing mutated)."""
+  return module.apply({"params": params, **collections}, *args, train=False, **kwargs)
+
+
+def forward_groups(fn, views: Sequence[jax.Array], collections):
+  """Runs ``fn(collections, x) -> (out, collections)`` once per run of equal-size views.
+
+  Consecutive views of one size are concatenated along the batch and go through the network in
+  one call (as DINO's multi-crop forward: BatchNorm statistics are over the concatenated crops);
+  outputs are split back into one array per view.
+  """
+  outputs, i = [], 0
+  while i < len(views):
+    j = i
+    while j < len(views) and views[j].shape == views[i].shape:
+      j += 1
+    k = j - i
+    out, collections = fn(collections, jnp.concatenate(views[i:j], axis=0) if k > 1 else views[i])
+    outputs += [jax.tree.map(lambda o, n=n, k=k: jnp.split(o, k, axis=0)[n], out)
+                for n in range(k)]
+    i = j
+  return outputs, collections
+
+
+# ------------------------------------------------------------------------------ EMA teachers
+
+
+def cosine_momentum(step, *, base: float, final: float = 1.0, total_steps: int):
+  """BYOL's schedule ``tau_k = final - (final - base) (cos(pi k / K) + 1) / 2`` (held at K)."""
+  frac = jnp.clip(jnp.asarray(step, jnp.float32) / max(total_steps, 1), 0.0, 1.0)
+  return final - (final - base) * (jnp.cos(math.pi * frac) + 1.0) / 2.0
+
+
+def ema(target: PyTree, online: PyTree, momentum) -> PyTree:
+  """``target <- momentum * target + (1 - momentum) * online``, leaf by leaf, no gradient."""
+  online = jax.lax.stop_gradient(online)
+  return jax.tree.map(lambda t, o: momentum * t + (1.0 - momentum) * o, target, online)
+
+
+def check_momentum(value, key: str) -> float:
+  if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+    raise ConfigError(f"{key}={value!r} must be a number in [0, 1] (EMA momentum)")
+  return float(value)
+
+
+def as_float32(rep: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  return {k: v.astype(jnp.float32) for k, v in rep.items()}

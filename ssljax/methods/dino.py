@@ -1,0 +1,122 @@
+"""DINO (Caron et al., ICCV 2021): self-distillation from an EMA teacher with multi-crop.
+
+Config keys read (see ``experiments/dino.py``): ``encoder.*``, ``dino.*`` (head widths, number of
+prototypes, student temperature, teacher temperature warm-up, centre momentum, EMA momentum) and
+the views ``input.views.global1``, ``input.views.global2`` and, optionally,
+``input.views.local`` (whose ``crops`` field is the number of local crops). The teacher sees
+only the two global crops; the student sees all of them, and each (teacher crop, student crop)
+pair of different crops is a term of the loss. Crops of one size go through the network
+together, as the official forward does.
+
+``method_state`` holds the teacher (EMA of the student), the centre, and the teacher temperature
+of the next step (the official per-epoch linear warm-up).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ssljax import losses
+from ssljax.errors import ConfigError
+from ssljax.methods import Method, _common
+from ssljax.models.compose import EncoderHead
+from ssljax.models.heads import DINOHead
+
+GLOBAL_VIEWS = ("global1", "global2")
+LOCAL_VIEW = "local"  # Optional: solo-learn's CIFAR recipe trains on the two global crops only.
+NUM_GLOBAL = 2
+
+
+def teacher_temperature(step, *, start: float, end: float, warmup_epochs: int,
+                        steps_per_epoch: int):
+  """The official schedule: ``linspace(start, end, warmup_epochs)`` per epoch, then ``end``."""
+  epoch = jnp.asarray(step, jnp.int32) // steps_per_epoch
+  if warmup_epochs <= 0:
+    return jnp.asarray(end, jnp.float32)
+  frac = jnp.minimum(epoch / max(warmup_epochs - 1, 1), 1.0)
+  warm = start + (end - start) * frac
+  return jnp.where(epoch < warmup_epochs, warm, end).astype(jnp.float32)
+
+
+def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
+  """Builds DINO from an experiment config."""
+  d = config.dino
+  encoder, _ = _common.make_backbone(config)
+  head = DINOHead(hidden_dims=tuple(d.hidden_dims), bottleneck_dim=int(d.bottleneck_dim),
+                  num_prototypes=int(d.num_prototypes), use_bn=bool(d.use_bn))
+  net = EncoderHead(encoder=encoder, head=head)
+  student_temp = _common.check_positive(d.student_temp, "dino.student_temp")
+  temp_kw = dict(start=_common.check_positive(d.warmup_teacher_temp, "dino.warmup_teacher_temp"),
+                 end=_common.check_positive(d.teacher_temp, "dino.teacher_temp"),
+                 warmup_epochs=int(d.warmup_teacher_temp_epochs), steps_per_epoch=steps_per_epoch)
+  center_momentum = _common.check_momentum(d.center_momentum, "dino.center_momentum")
+  base = _common.check_momentum(d.base_momentum, "dino.base_momentum")
+  final = _common.check_momentum(d.final_momentum, "dino.final_momentum")
+  names = GLOBAL_VIEWS + ((LOCAL_VIEW,) if LOCAL_VIEW in config.input.views else ())
+  views = _common.view_recipes(config, names)
+  if views[0].size != views[1].size:
+    raise ConfigError(f"input.views.global1.size={views[0].size} and global2.size="
+                      f"{views[1].size} must be equal (the teacher sees both in one batch)")
+  if _common.view_count(config, "global1") != 1 or _common.view_count(config, "global2") != 1:
+    raise ConfigError("input.views.global1.crops and global2.crops must be 1 (DINO has two "
+                      "global crops); add local crops with input.views.local.crops")
+
+  def init(rng, images_bhwc):
+    params, state = _common.init_variables(net, rng, images_bhwc)
+    teacher = {"params": params, "state": state}  # The teacher starts as a copy of the student.
+    center = jnp.zeros((int(d.num_prototypes),), jnp.float32)
+    return {"student": params}, {"student": state, "teacher": teacher, "center": center,
+                                 "teacher_temp": teacher_temperature(0, **temp_kw)}
+
+  def loss(params, method_state, views, rng):
+    del rng
+    teacher = method_state["teacher"]
+
+    def student_fn(state, x):
+      return _common.apply_train(net, params["student"], state, x)
+
+    def teacher_fn(state, x):
+      return _common.apply_train(net, teacher["params"], state, x)
+
+    student_out, student_state = _common.forward_groups(student_fn, views,
+                                                        method_state["student"])
+    teacher_out, teacher_state = _common.forward_groups(teacher_fn, views[:NUM_GLOBAL],
+                                                        teacher["state"])
+    student_logits = [z for _, z in student_out]
+    teacher_logits = [jax.lax.stop_gradient(z) for _, z in teacher_out]
+    center = method_state["center"]
+    loss = losses.dino_loss(student_logits, teacher_logits, center, student_temp=student_temp,
+                            teacher_temp=method_state["teacher_temp"])
+    state = {
+        "student": student_state,
+        "teacher": {"params": teacher["params"], "state": teacher_state},
+        "center": losses.dino_center(center, teacher_logits, momentum=center_momentum),
+        "teacher_temp": method_state["teacher_temp"],
+    }
+    # Entropy of the teacher's mean distribution: log K when spread, 0 when collapsed to one
+    # prototype (the failure mode centring and sharpening balance).
+    p_mean = jnp.mean(jax.nn.softmax((teacher_logits[0] - center) / state["teacher_temp"]), 0)
+    entropy = -jnp.sum(p_mean * jnp.log(p_mean + 1e-12))
+    metrics = {"dino_loss": loss, "teacher_temp": state["teacher_temp"],
+               "teacher_mean_entropy": entropy}
+    return loss, (state, metrics, student_out[0][0])
+
+  def update(params, method_state, step):
+    momentum = _common.cosine_momentum(step, base=base, final=final, total_steps=total_steps)
+    teacher = method_state["teacher"]
+    teacher = {"params": _common.ema(teacher["params"], params["student"], momentum),
+               "state": teacher["state"]}
+    return {**method_state, "teacher": teacher,
+            "teacher_temp": teacher_temperature(step + 1, **temp_kw)}
+
+  def represent(params, method_state, images_bhwc):
+    # The official evaluations use the teacher's backbone. RankMe is taken on the backbone
+    # features too: the head's output has up to 65536 prototype logits.
+    del params
+    teacher = method_state["teacher"]
+    h, _ = _common.apply_eval(net, teacher["params"], teacher["state"], images_bhwc)
+    return _common.as_float32({"representation": h, "embedding": h})
+
+  return Method(name="dino", views=views, init=init, loss=loss, update=update,
+                represent=represent)

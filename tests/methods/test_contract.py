@@ -1,0 +1,137 @@
+"""The contract every method in ``ssljax/methods/`` keeps, checked for each one found there.
+
+A new method module (with its ``experiments/<name>.py``) is covered without editing this file:
+the parameter list comes from ``methods.available()``.
+"""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ssljax import methods
+from ssljax.data import pipeline
+from ssljax.train import make_views
+
+BATCH = 16
+NAMES = methods.available()
+
+
+def test_every_method_is_discovered():
+  assert {"barlow", "simclr", "byol", "mocov3", "vicreg", "simsiam", "dino", "mae"} <= set(NAMES)
+
+
+def _config(name):
+  return importlib.import_module(f"experiments.{name}").get_config("runlocal")
+
+
+_CACHE = {}
+
+
+def _setup(name, digits_dir):
+  """Method, params, state and a batch of real augmented digits views (cached per method)."""
+  if name not in _CACHE:
+    config = _config(name)
+    method = methods.make(config, total_steps=100, steps_per_epoch=10)
+    size = method.views[0].size
+    params, state = jax.jit(method.init)(jax.random.key(0), jnp.zeros((2, size, size, 3)))
+    data_cfg = config.input.data
+    data_cfg.data_dir = digits_dir
+    it = pipeline.make_train_iterator(data_cfg, global_batch_size=BATCH, seed=0)
+    images = jnp.asarray(next(it)["image"])
+    views = make_views(jax.random.key(1), images, method.views)
+    _CACHE[name] = (method, params, state, views)
+  return _CACHE[name]
+
+
+def _loss_fn(method, state, rng):
+  def fn(params, views):
+    loss, (new_state, metrics, rep) = method.loss(params, state, views, rng)
+    return loss, (new_state, metrics, rep)
+  return fn
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_experiment_file_exists_and_names_the_method(name):
+  config = _config(name)
+  assert config.method == name
+  doc = importlib.import_module(f"experiments.{name}").__doc__
+  assert f"python main.py --config=experiments/{name}.py" in doc
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loss_and_gradients_are_finite_and_state_gets_no_gradient(name, digits_dir):
+  method, params, state, views = _setup(name, digits_dir)
+  rng = jax.random.key(2)
+
+  def loss_of(params, state):
+    return method.loss(params, state, views, rng)[0]
+
+  # Gradients with respect to the method state (EMA teachers, centres, BatchNorm statistics) must
+  # be exactly zero: only ``params`` are trained.
+  loss, (g_params, g_state) = jax.jit(jax.value_and_grad(loss_of, argnums=(0, 1)))(params, state)
+  assert np.isfinite(float(loss))
+  leaves = jax.tree.leaves(g_params)
+  assert leaves and all(np.all(np.isfinite(g)) for g in leaves)
+  assert sum(float(jnp.sum(jnp.abs(g))) for g in leaves) > 0
+  for g in jax.tree.leaves(g_state):
+    if jnp.issubdtype(g.dtype, jnp.floating):
+      np.testing.assert_array_equal(g, 0.0)
+
+  _, (new_state, metrics, rep) = jax.jit(_loss_fn(method, state, rng))(params, views)
+  assert jax.tree.structure(new_state) == jax.tree.structure(state)
+  assert rep.shape[0] == BATCH and rep.ndim == 2
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+  out = jax.jit(method.represent)(params, state, views[0])
+  assert out["representation"].shape[0] == BATCH and out["embedding"].shape[0] == BATCH
+  updated = jax.jit(method.update)(params, new_state, jnp.asarray(3))
+  assert jax.tree.structure(updated) == jax.tree.structure(state)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_few_steps_lower_the_loss(name, digits_dir):
+  """Adam on one fixed batch of augmented digits: the method's loss must go down."""
+  method, params, state, views = _setup(name, digits_dir)
+  rng = jax.random.key(3)
+  tx = optax.adam(1e-3)
+
+  def loss_of(p):
+    return method.loss(p, state, views, rng)[0]
+
+  @jax.jit
+  def step(p, opt):
+    loss, grads = jax.value_and_grad(loss_of)(p)
+    updates, opt = tx.update(grads, opt, p)
+    return optax.apply_updates(p, updates), opt, loss
+
+  opt = tx.init(params)
+  p = params
+  for _ in range(8):
+    p, opt, _ = step(p, opt)
+  before, after = float(jax.jit(loss_of)(params)), float(jax.jit(loss_of)(p))
+  assert after < before, (before, after)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sharded_loss_gradients_and_state_equal_single_device(name, digits_dir):
+  """Global-batch semantics: 8 devices compute what 1 device computes."""
+  method, params, state, views = _setup(name, digits_dir)
+  grad_fn = jax.jit(jax.value_and_grad(_loss_fn(method, state, jax.random.key(4)), has_aux=True))
+  with jax.default_device(jax.devices()[0]):
+    (loss1, (state1, _, _)), grads1 = grad_fn(params, views)
+  mesh = Mesh(np.asarray(jax.devices()), ("data",))
+  sharded = [jax.device_put(v, NamedSharding(mesh, PartitionSpec("data"))) for v in views]
+  replicated = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
+  (loss8, (state8, _, _)), grads8 = grad_fn(replicated, sharded)
+  assert len(sharded[0].sharding.device_set) == 8
+  np.testing.assert_allclose(float(loss8), float(loss1), rtol=2e-5, atol=1e-6)
+  # Summation order differs across devices: allow float32 noise relative to the largest gradient.
+  # Per-device batch statistics or negatives (the bugs global-batch code rules out) differ by O(1).
+  scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(grads1))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5 * scale),
+               grads8, grads1)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), state8, state1)
