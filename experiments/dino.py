@@ -9,7 +9,11 @@ Variants (the argument after the colon; combine with commas):
   Width-8 ResNet-18 (CIFAR stem) on the shipped 8x8 digits: 2 global crops of 16 px plus 4 local
   crops of 8 px (multi-crop), head 256-256 -> 64 -> 1024 prototypes, teacher temperature 0.04 ->
   0.07 over 10 epochs, momentum 0.99 -> 1, 80 epochs of batch 256. No published number exists for
-  this data; see the README's comparison table.
+  this data; see the README's comparison table. Known weak spot: on this tiny data the head falls
+  into DINO's uniform collapse within ~40 steps (the logged ``teacher_entropy`` reaches log K =
+  6.93 and the loss sits at log K); the probes then read the backbone as it was when the head
+  collapsed. Longer warm-ups, AdamW, BatchNorm in the head, a slower teacher, more or fewer
+  prototypes, a ViT backbone and a sharper teacher were tried (80-step runs) and all collapsed.
 
 * ``data=cifar10`` (or ``data=cifar100``) — solo-learn's CIFAR recipe::
 

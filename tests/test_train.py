@@ -110,3 +110,31 @@ def test_cifar10_through_the_real_tfds_path(tmp_path):
   rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
   assert config["eval"]["online_probe"] and "online_probe_top1" in rows[-1], rows[-1]
   assert config["encoder"]["stem"] == "cifar" and config["projector"]["out_dim"] == 32
+
+
+def test_teacher_method_resumes_exactly(digits_dir, tmp_path):
+  """DINO's EMA teacher, centre and teacher temperature are checkpointed with the state."""
+  from experiments import dino
+
+  def cfg(total):
+    c = dino.get_config("runlocal")
+    c.input.data.data_dir = digits_dir
+    c.optim.min_lr_ratio = 1.0  # Schedules that do not depend on total_steps (see _config).
+    c.dino.base_momentum = c.dino.final_momentum = 0.9
+    c.total_steps = total
+    c.eval.linear = False
+    return c
+
+  full, resumed = str(tmp_path / "full"), str(tmp_path / "resumed")
+  train.train_and_evaluate(cfg(6), full)
+  train.train_and_evaluate(cfg(3), resumed)
+  train.train_and_evaluate(cfg(6), resumed)
+
+  def state(workdir):
+    path = os.path.join(workdir, "checkpoints", "6", "state")
+    tree = ocp.StandardCheckpointer().restore(path)
+    return jax.tree.map(np.asarray, {"params": tree["params"], "method": tree["method_state"]})
+
+  want, got = state(full), state(resumed)
+  assert set(want["method"]) == {"student", "teacher", "center", "teacher_temp"}
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), want, got)

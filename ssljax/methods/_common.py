@@ -166,3 +166,50 @@ def check_momentum(value, key: str) -> float:
 
 def as_float32(rep: dict[str, jax.Array]) -> dict[str, jax.Array]:
   return {k: v.astype(jnp.float32) for k, v in rep.items()}
+
+
+# ------------------------------------------- online network + predictor + EMA target (BYOL,
+# MoCo v3): params {"net", "predictor"}, method_state {"net", "predictor", "teacher"}.
+
+
+def init_online_and_target(net: nn.Module, predictor: nn.Module, rng, images_bhwc):
+  """Initial ``(params, method_state)``; the target starts as a copy of the online network."""
+  net_rng, pred_rng = jax.random.split(rng)
+  net_params, net_state = init_variables(net, net_rng, images_bhwc)
+  _, z = apply_eval(net, net_params, net_state, images_bhwc)
+  pred_params, pred_state = init_variables(predictor, pred_rng, z)
+  params = {"net": net_params, "predictor": pred_params}
+  teacher = {"params": net_params, "state": net_state}
+  return params, {"net": net_state, "predictor": pred_state, "teacher": teacher}
+
+
+def online_and_target_pass(net: nn.Module, predictor: nn.Module, params, method_state, views):
+  """Each view through the online network + predictor and through the target network.
+
+  One pass per view, as the official code: every view has its own BatchNorm batch statistics.
+
+  Returns:
+    ``(representations, predictions, targets, method_state)``: lists with one [B, .] array per
+    view; targets are under stop_gradient.
+  """
+  net_state, pred_state = method_state["net"], method_state["predictor"]
+  teacher = method_state["teacher"]
+  teacher_state = teacher["state"]
+  reps, preds, targets = [], [], []
+  for x in views:
+    (h, z), net_state = apply_train(net, params["net"], net_state, x)
+    p, pred_state = apply_train(predictor, params["predictor"], pred_state, z)
+    (_, t), teacher_state = apply_train(net, teacher["params"], teacher_state, x)
+    reps.append(h)
+    preds.append(p)
+    targets.append(jax.lax.stop_gradient(t))
+  state = {"net": net_state, "predictor": pred_state,
+           "teacher": {"params": teacher["params"], "state": teacher_state}}
+  return reps, preds, targets, state
+
+
+def update_target(params, method_state, momentum):
+  """EMA of the online network into ``method_state["teacher"]["params"]``."""
+  teacher = method_state["teacher"]
+  teacher = {"params": ema(teacher["params"], params["net"], momentum), "state": teacher["state"]}
+  return {**method_state, "teacher": teacher}

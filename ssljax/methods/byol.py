@@ -9,8 +9,6 @@ moved only by the EMA in ``update``; the loss stops gradients at the target's ou
 
 from __future__ import annotations
 
-import jax
-
 from ssljax import losses
 from ssljax.methods import Method, _common
 from ssljax.models.compose import EncoderHead
@@ -28,38 +26,18 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   final = _common.check_momentum(config.byol.final_momentum, "byol.final_momentum")
 
   def init(rng, images_bhwc):
-    net_rng, pred_rng = jax.random.split(rng)
-    net_params, net_state = _common.init_variables(net, net_rng, images_bhwc)
-    h, z = _common.apply_eval(net, net_params, net_state, images_bhwc)
-    pred_params, pred_state = _common.init_variables(predictor, pred_rng, z)
-    # The target starts as a copy of the online network (BYOL, Algorithm 1).
-    teacher = {"params": net_params, "state": net_state}
-    params = {"net": net_params, "predictor": pred_params}
-    return params, {"net": net_state, "predictor": pred_state, "teacher": teacher}
+    return _common.init_online_and_target(net, predictor, rng, images_bhwc)
 
   def loss(params, method_state, views, rng):
     del rng
-    net_state, pred_state = method_state["net"], method_state["predictor"]
-    teacher = method_state["teacher"]
-    online, targets = [], []
-    for x in views:  # One pass per view, as the official code: per-view BatchNorm statistics.
-      (h, z), net_state = _common.apply_train(net, params["net"], net_state, x)
-      p, pred_state = _common.apply_train(predictor, params["predictor"], pred_state, z)
-      (_, t), teacher_state = _common.apply_train(net, teacher["params"], teacher["state"], x)
-      teacher = {"params": teacher["params"], "state": teacher_state}
-      online.append((h, p))
-      targets.append(jax.lax.stop_gradient(t))
-    loss = (losses.byol_loss(online[0][1], targets[1])
-            + losses.byol_loss(online[1][1], targets[0]))
-    state = {"net": net_state, "predictor": pred_state, "teacher": teacher}
-    return loss, (state, {"byol_loss": loss}, online[0][0])
+    reps, preds, targets, state = _common.online_and_target_pass(net, predictor, params,
+                                                                 method_state, views)
+    loss = losses.byol_loss(preds[0], targets[1]) + losses.byol_loss(preds[1], targets[0])
+    return loss, (state, {"byol_loss": loss}, reps[0])
 
   def update(params, method_state, step):
     momentum = _common.cosine_momentum(step, base=base, final=final, total_steps=total_steps)
-    teacher = method_state["teacher"]
-    teacher = {"params": _common.ema(teacher["params"], params["net"], momentum),
-               "state": teacher["state"]}
-    return {**method_state, "teacher": teacher}
+    return _common.update_target(params, method_state, momentum)
 
   def represent(params, method_state, images_bhwc):
     h, z = _common.apply_eval(net, params["net"], method_state["net"], images_bhwc)

@@ -94,12 +94,13 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
         "center": losses.dino_center(center, teacher_logits, momentum=center_momentum),
         "teacher_temp": method_state["teacher_temp"],
     }
-    # Entropy of the teacher's mean distribution: log K when spread, 0 when collapsed to one
-    # prototype (the failure mode centring and sharpening balance).
-    p_mean = jnp.mean(jax.nn.softmax((teacher_logits[0] - center) / state["teacher_temp"]), 0)
-    entropy = -jnp.sum(p_mean * jnp.log(p_mean + 1e-12))
+    # The two collapses centring and sharpening balance: every sample on one prototype (entropy
+    # of the mean distribution -> 0) or every sample uniform (per-sample entropy -> log K).
+    p_t = jax.nn.softmax((teacher_logits[0] - center) / state["teacher_temp"])
+    p_mean = jnp.mean(p_t, 0)
     metrics = {"dino_loss": loss, "teacher_temp": state["teacher_temp"],
-               "teacher_mean_entropy": entropy}
+               "teacher_mean_entropy": -jnp.sum(p_mean * jnp.log(p_mean + 1e-12)),
+               "teacher_entropy": jnp.mean(-jnp.sum(p_t * jnp.log(p_t + 1e-12), -1))}
     return loss, (state, metrics, student_out[0][0])
 
   def update(params, method_state, step):
