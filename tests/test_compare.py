@@ -1,0 +1,30 @@
+"""python -m ssljax.compare: method discovery, the table, reuse of finished runs, bad input."""
+
+import json
+
+from ssljax import compare
+
+
+def test_discovers_every_method_with_an_experiment_file():
+  assert {"barlow", "simclr", "byol", "mocov3", "vicreg", "simsiam", "dino",
+          "mae"} <= set(compare.experiment_methods())
+
+
+def test_reuses_finished_runs_and_writes_the_table(tmp_path, capsys):
+  for name, top1 in (("simclr", 0.9), ("byol", 0.8)):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "results.json").write_text(json.dumps(
+        {"linear_top1": top1, "knn_top1": 0.75, "rankme": 12.34, "wall_time_s": 125.4}))
+  assert compare.main(["--methods=simclr,byol", f"--workdir={tmp_path}"]) == 0
+  out = capsys.readouterr().out
+  assert "| simclr | 90.0% | 75.0% | 12.3 | 2m05s |" in out
+  assert "| byol | 80.0% |" in out
+  assert (tmp_path / "compare.md").read_text().strip() in out
+  rows = json.loads((tmp_path / "compare.json").read_text())
+  assert [r["method"] for r in rows] == ["simclr", "byol"]
+
+
+def test_unknown_method_is_one_clear_line(tmp_path, capsys):
+  assert compare.main(["--methods=simclr,nosuch", f"--workdir={tmp_path}"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "nosuch" in err[0] and "simclr" in err[0]
