@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from ssljax.data.augment import ViewRecipe
 from ssljax.errors import ConfigError
+from ssljax.models.compose import EncoderHead
 from ssljax.models.heads import MLP
 from ssljax.models.resnet import make_encoder
 
@@ -84,6 +85,12 @@ def make_backbone(config) -> tuple[nn.Module, int]:
     return vit.make_vit(enc.name, image_size=native, posemb=enc.get("posemb", "learn"))
   return make_encoder(enc.name, stem=enc.get("stem", "imagenet"), width=enc.get("width", 64),
                       zero_init_residual=enc.get("zero_init_residual", False))
+
+
+def encoder_projector(config) -> EncoderHead:
+  """``EncoderHead(backbone, projector)`` from ``config.encoder`` and ``config.projector``."""
+  encoder, _ = make_backbone(config)
+  return EncoderHead(encoder=encoder, head=make_mlp(config.projector, where="projector"))
 
 
 def make_mlp(cfg, *, where: str) -> MLP:

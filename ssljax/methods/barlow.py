@@ -21,8 +21,7 @@ VIEW_NAMES = ("view1", "view2")
 
 def make_network(config) -> EncoderHead:
   """Encoder + projector from ``config.encoder`` and ``config.projector``."""
-  encoder, _ = _common.make_backbone(config)
-  return EncoderHead(encoder=encoder, head=_common.make_mlp(config.projector, where="projector"))
+  return _common.encoder_projector(config)
 
 
 def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from ssljax import losses
 from ssljax.methods import Method, _common
-from ssljax.models.compose import EncoderHead
 
 VIEW_NAMES = ("view1", "view2")
 
@@ -19,8 +18,7 @@ VIEW_NAMES = ("view1", "view2")
 def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   """Builds BYOL from an experiment config."""
   del steps_per_epoch
-  encoder, _ = _common.make_backbone(config)
-  net = EncoderHead(encoder=encoder, head=_common.make_mlp(config.projector, where="projector"))
+  net = _common.encoder_projector(config)
   predictor = _common.make_mlp(config.predictor, where="predictor")
   base = _common.check_momentum(config.byol.base_momentum, "byol.base_momentum")
   final = _common.check_momentum(config.byol.final_momentum, "byol.final_momentum")

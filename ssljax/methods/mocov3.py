@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from ssljax import losses
 from ssljax.methods import Method, _common
-from ssljax.models.compose import EncoderHead
 
 VIEW_NAMES = ("view1", "view2")
 
@@ -19,8 +18,7 @@ VIEW_NAMES = ("view1", "view2")
 def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   """Builds MoCo v3 from an experiment config."""
   del steps_per_epoch
-  encoder, _ = _common.make_backbone(config)
-  net = EncoderHead(encoder=encoder, head=_common.make_mlp(config.projector, where="projector"))
+  net = _common.encoder_projector(config)
   predictor = _common.make_mlp(config.predictor, where="predictor")
   temperature = _common.check_positive(config.mocov3.temperature, "mocov3.temperature")
   base = _common.check_momentum(config.mocov3.base_momentum, "mocov3.base_momentum")

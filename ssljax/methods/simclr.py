@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from ssljax import losses
 from ssljax.methods import Method, _common, identity_update
-from ssljax.models.compose import EncoderHead
 
 VIEW_NAMES = ("view1", "view2")
 
@@ -18,8 +17,7 @@ VIEW_NAMES = ("view1", "view2")
 def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   """Builds SimCLR from an experiment config."""
   del total_steps, steps_per_epoch
-  encoder, _ = _common.make_backbone(config)
-  net = EncoderHead(encoder=encoder, head=_common.make_mlp(config.projector, where="projector"))
+  net = _common.encoder_projector(config)
   temperature = _common.check_positive(config.simclr.temperature, "simclr.temperature")
 
   def init(rng, images_bhwc):

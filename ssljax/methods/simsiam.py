@@ -12,7 +12,6 @@ import jax.numpy as jnp
 
 from ssljax import losses
 from ssljax.methods import Method, _common, identity_update
-from ssljax.models.compose import EncoderHead
 
 VIEW_NAMES = ("view1", "view2")
 
@@ -20,8 +19,7 @@ VIEW_NAMES = ("view1", "view2")
 def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   """Builds SimSiam from an experiment config."""
   del total_steps, steps_per_epoch
-  encoder, _ = _common.make_backbone(config)
-  net = EncoderHead(encoder=encoder, head=_common.make_mlp(config.projector, where="projector"))
+  net = _common.encoder_projector(config)
   predictor = _common.make_mlp(config.predictor, where="predictor")
 
   def init(rng, images_bhwc):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from ssljax import losses
 from ssljax.methods import Method, _common, identity_update
-from ssljax.models.compose import EncoderHead
 
 VIEW_NAMES = ("view1", "view2")
 
@@ -18,8 +17,7 @@ VIEW_NAMES = ("view1", "view2")
 def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   """Builds VICReg from an experiment config."""
   del total_steps, steps_per_epoch
-  encoder, _ = _common.make_backbone(config)
-  net = EncoderHead(encoder=encoder, head=_common.make_mlp(config.projector, where="projector"))
+  net = _common.encoder_projector(config)
   weights = {k: _common.check_positive(config.vicreg[k], f"vicreg.{k}")
              for k in ("sim_weight", "var_weight", "cov_weight")}
 
