@@ -13,9 +13,7 @@ from ssljax.methods import _common
 def test_loss_is_ntxent_of_the_projections():
   config, method, params, state, views = setup("simclr")
   loss, (_, metrics, rep) = jax.jit(method.loss)(params, state, views, jax.random.key(1))
-  encoder, _ = _common.make_backbone(config)
-  from ssljax.models.compose import EncoderHead
-  net = EncoderHead(encoder=encoder, head=_common.make_mlp(config.projector, where="projector"))
+  net = _common.encoder_projector(config)
   z = [_common.apply_train(net, params, state, v)[0][1] for v in views]
   expected = losses.ntxent_loss(z[0], z[1], temperature=config.simclr.temperature)
   np.testing.assert_allclose(float(loss), float(expected), rtol=1e-5)

@@ -8,14 +8,12 @@ from method_setup import setup
 from ssljax import losses
 from ssljax.errors import ConfigError
 from ssljax.methods import _common
-from ssljax.models.compose import EncoderHead
 
 
 def test_loss_is_vicreg_of_the_projections():
   config, method, params, state, views = setup("vicreg")
   loss, (_, metrics, _) = jax.jit(method.loss)(params, state, views, jax.random.key(0))
-  encoder, _ = _common.make_backbone(config)
-  net = EncoderHead(encoder=encoder, head=_common.make_mlp(config.projector, where="projector"))
+  net = _common.encoder_projector(config)
   z = [_common.apply_train(net, params, state, v)[0][1] for v in views]
   np.testing.assert_allclose(float(loss), float(losses.vicreg_loss(z[0], z[1])), rtol=1e-5)
   recombined = (25 * metrics["vicreg_invariance"] + 25 * metrics["vicreg_variance"]
