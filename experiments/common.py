@@ -96,6 +96,12 @@ def base_config() -> mlc.ConfigDict:
       path=mlc.FieldReference(None, field_type=str), image_size=64, download=False,
       train_split="train", eval_split="test"))
   c.input.views = mlc.ConfigDict()
+  # Share of training labels a (semi-)supervised method may see; the rest read as -1.
+  c.input.label_fraction = 1.0
+  # Batch style standardisation (BSS, Scalbert et al. ICLR 2024) after each view's augmentation:
+  # every image of a view takes one reference image's low-frequency Fourier amplitude, area ratio
+  # r ~ U(r_min, r_max) of the spectrum. Composes with any method.
+  c.input.bss = mlc.ConfigDict(dict(enabled=False, r_min=0.01, r_max=0.1))
 
   c.encoder = mlc.ConfigDict(dict(name="resnet18", stem="cifar", width=64,
                                   zero_init_residual=False))

@@ -23,7 +23,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from ssljax import checkpoint, data, methods, optim, sharding, writers
-from ssljax.data import augment
+from ssljax.data import augment, pipeline
 from ssljax.errors import CheckpointError, ConfigError, UserError
 from ssljax.evals.evaluator import Evaluator
 
@@ -81,43 +81,73 @@ def init_state(rng: jax.Array, *, method: methods.Method, tx: optax.GradientTran
 # ---------------------------------------------------------------------------------------------
 
 
-def make_views(rng: jax.Array, images_bhwc: jax.Array, recipes) -> list[jax.Array]:
-  """Augments the uint8 batch once per view recipe (on device), each view with its own key."""
-  return [augment.augment_batch(jax.random.fold_in(rng, i), images_bhwc, recipe)
-          for i, recipe in enumerate(recipes)]
+def make_views(rng: jax.Array, images_bhwc: jax.Array, recipes, *,
+               bss: tuple[float, float] | None = None) -> list[jax.Array]:
+  """Augments the uint8 batch once per view recipe (on device), each view with its own key.
+
+  ``bss=(r_min, r_max)`` then standardises each view's batch style (Fourier amplitude, BSS), every
+  view with its own reference image and area ratio (``input.bss``).
+  """
+  views = []
+  for i, recipe in enumerate(recipes):
+    view_rng = jax.random.fold_in(rng, i)
+    view = augment.augment_batch(view_rng, images_bhwc, recipe)
+    if bss is not None:
+      from ssljax.data import bss as batch_style  # noqa: PLC0415  (only runs that switch it on)
+
+      view = batch_style.standardize_batch_style(
+          jax.random.fold_in(view_rng, 1 << 20), view, r_min=bss[0], r_max=bss[1])
+    views.append(view)
+  return views
+
+
+def visible_labels(batch: dict[str, jax.Array]) -> jax.Array:
+  """The batch's labels with -1 where ``input.label_fraction`` hides them (int32 [B])."""
+  labels = batch["label"]
+  if "labelled" in batch:
+    labels = jnp.where(batch["labelled"], labels, -1)
+  return labels
 
 
 def _online_probe_loss(probe, rep_bf, labels_b):
+  """Linear probe on the stopped representation; only visible labels (>= 0) count."""
   logits = jax.lax.stop_gradient(rep_bf).astype(jnp.float32) @ probe["kernel"] + probe["bias"]
-  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels_b).mean()
-  top1 = jnp.mean(jnp.argmax(logits, -1) == labels_b)
-  return loss, top1
+  seen = (labels_b >= 0).astype(jnp.float32)
+  count = jnp.maximum(seen.sum(), 1.0)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels_b, 0))
+  top1 = jnp.sum((jnp.argmax(logits, -1) == labels_b) * seen) / count
+  return jnp.sum(ce * seen) / count, top1
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, method: methods.Method,
-               tx: optax.GradientTransformation) -> tuple[TrainState, dict[str, jax.Array]]:
+               tx: optax.GradientTransformation, bss: tuple[float, float] | None = None
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimisation step on a global batch: augment, loss, update, method update.
 
   Args:
     state: the current TrainState.
-    batch: ``{"image": uint8 [B, H, W, C], "label": int32 [B]}``, global arrays.
+    batch: ``{"image": uint8 [B, H, W, C], "label": int32 [B]}``, global arrays, plus
+      ``"labelled"`` bool [B] when ``input.label_fraction`` < 1.
     method: the method's functions (static).
     tx: the optimiser (static).
+    bss: ``(r_min, r_max)`` of batch style standardisation, or None (static).
 
   Returns:
     The new state and a dict of scalar metrics (``loss``, method metrics, ``finite``).
   """
   rng = jax.random.fold_in(state.rng, state.step)  # A resumed run draws the same numbers.
   view_rng, loss_rng = jax.random.split(rng)
-  views = make_views(view_rng, batch["image"], method.views)
+  views = make_views(view_rng, batch["image"], method.views, bss=bss)
+  label_kwargs = {"labels": visible_labels(batch)} if method.uses_labels else {}
 
   def loss_fn(params):
     loss, (method_state, metrics, rep) = method.loss(
-        params["method"], state.method_state, views, loss_rng)
+        params["method"], state.method_state, views, loss_rng, **label_kwargs)
     total = loss
     metrics = dict(metrics)
     if "online_probe" in params:
-      probe_loss, probe_top1 = _online_probe_loss(params["online_probe"], rep, batch["label"])
+      probe_loss, probe_top1 = _online_probe_loss(params["online_probe"], rep,
+                                                 visible_labels(batch))
       total = total + probe_loss
       metrics.update(online_probe_loss=probe_loss, online_probe_top1=probe_top1)
     return total, (loss, method_state, metrics)
@@ -180,10 +210,12 @@ def build(config, info: data.DatasetInfo | None = None) -> Run:
   if batch_size <= 0:
     raise ConfigError(f"input.batch_size={batch_size} must be positive")
   sharding.check_batch_divides(batch_size, mesh, jax.process_count())
+  label_fraction(config)  # A bad value fails here, before anything compiles.
   info = data.get_info(config.input.data) if info is None else info
   steps_per_epoch = max(1, info.num_train // batch_size)
   total = total_steps_of(config, steps_per_epoch)
-  method = methods.make(config, total_steps=total, steps_per_epoch=steps_per_epoch)
+  method = methods.make(config, total_steps=total, steps_per_epoch=steps_per_epoch,
+                        num_classes=info.num_classes)
   tx, schedule = optim.make_optimizer(config.optim, total_steps=total,
                                       steps_per_epoch=steps_per_epoch,
                                       global_batch_size=batch_size)
@@ -193,7 +225,7 @@ def build(config, info: data.DatasetInfo | None = None) -> Run:
   abstract = jax.eval_shape(init_fn, rng)
   state_sh = sharding.tree_shardings(abstract, mesh, config.sharding_rules)
   step_fn = jax.jit(
-      functools.partial(train_step, method=method, tx=tx),
+      functools.partial(train_step, method=method, tx=tx, bss=bss_setting(config)),
       in_shardings=(state_sh, sharding.batch_sharding(mesh)),
       out_shardings=(state_sh, sharding.replicated(mesh)),
       donate_argnums=(0,),
@@ -202,6 +234,22 @@ def build(config, info: data.DatasetInfo | None = None) -> Run:
                           abstract, state_sh)
   return Run(config, mesh, method, tx, schedule, info, total, steps_per_epoch, state_sh, abstract,
              init_fn, step_fn)
+
+
+def label_fraction(config) -> float:
+  """``input.label_fraction`` (1 when the config has none), checked to be in (0, 1]."""
+  return pipeline.check_label_fraction(config.input.get("label_fraction", 1.0))
+
+
+def bss_setting(config) -> tuple[float, float] | None:
+  """``(r_min, r_max)`` when ``input.bss.enabled`` (0 <= r_min <= r_max <= 1), else None."""
+  cfg = config.input.get("bss")
+  if cfg is None or not bool(cfg.enabled):
+    return None
+  from ssljax.data import bss as batch_style  # noqa: PLC0415
+
+  batch_style.check_bss_config(cfg, where="input.bss")
+  return float(cfg.r_min), float(cfg.r_max)
 
 
 def create_state(run: Run) -> TrainState:
@@ -264,7 +312,8 @@ def restore_latest(config, workdir: str) -> tuple[Run, TrainState]:
       raise CheckpointError(f"{ckpt.directory} has no checkpoint; train first with this --workdir")
     train_iter = data.make_train_iterator(config.input.data,
                                           global_batch_size=int(config.input.batch_size),
-                                          seed=int(config.seed))
+                                          seed=int(config.seed),
+                                          label_fraction=label_fraction(config))
     state = ckpt.restore(ckpt.latest_step, run.abstract_state, train_iter)
   finally:
     ckpt.close()
@@ -297,7 +346,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   writer = None
   try:
     train_iter = data.make_train_iterator(
-        cfg.input.data, global_batch_size=int(cfg.input.batch_size), seed=int(cfg.seed))
+        cfg.input.data, global_batch_size=int(cfg.input.batch_size), seed=int(cfg.seed),
+        label_fraction=label_fraction(cfg))
     if ckpt.latest_step is not None:
       state = ckpt.restore(ckpt.latest_step, run.abstract_state, train_iter)
       writers.info(f"resuming from {ckpt.directory / str(ckpt.latest_step)}", enabled=lead)

@@ -155,3 +155,10 @@ def test_method_asks_for_views_the_config_does_not_define(tmp_path, digits_dir):
   # Barlow's config defines view1/view2; DINO needs global1/global2 (and its own settings).
   proc = _main(tmp_path, "--config.method=dino", f"--config.input.data.data_dir={digits_dir}")
   _assert_clean_error(proc, "method='dino'", "experiments/dino.py")
+
+
+def test_label_fraction_outside_zero_one(tmp_path, digits_dir):
+  proc = _main(tmp_path, "--config.input.label_fraction=0.0",
+               f"--config.input.data.data_dir={digits_dir}")
+  _assert_clean_error(proc, "input.label_fraction=0.0", "(0, 1]")
+  assert not os.path.exists(tmp_path / "checkpoints")

@@ -4,6 +4,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -138,3 +139,20 @@ def test_teacher_method_resumes_exactly(digits_dir, tmp_path):
   want, got = state(full), state(resumed)
   assert set(want["method"]) == {"student", "teacher", "center", "teacher_temp"}
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), want, got)
+
+
+def test_hidden_labels_reach_neither_methods_nor_the_online_probe():
+  batch = {"label": jnp.asarray([3, 1, 4, 1], jnp.int32),
+           "labelled": jnp.asarray([True, False, True, False])}
+  np.testing.assert_array_equal(train.visible_labels(batch), [3, -1, 4, -1])
+  np.testing.assert_array_equal(train.visible_labels({"label": batch["label"]}), [3, 1, 4, 1])
+  rng = np.random.default_rng(0)
+  probe = {"kernel": jnp.asarray(rng.normal(size=(6, 5)), jnp.float32),
+           "bias": jnp.asarray(rng.normal(size=(5,)), jnp.float32)}
+  rep = jnp.asarray(rng.normal(size=(4, 6)), jnp.float32)
+  loss, top1 = train._online_probe_loss(probe, rep, train.visible_labels(batch))
+  # Reference: the mean cross-entropy and accuracy over the two visible rows only.
+  logits = np.asarray(rep @ probe["kernel"] + probe["bias"], np.float64)[[0, 2]]
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  np.testing.assert_allclose(float(loss), -np.mean(logp[[0, 1], [3, 4]]), rtol=1e-5)
+  np.testing.assert_allclose(float(top1), np.mean(logits.argmax(-1) == [3, 4]))

@@ -100,6 +100,46 @@ class ArraySource:
     return {"image": self.images[index], "label": self.labels[index]}
 
 
+def labelled_mask(num: int, fraction: float) -> np.ndarray:
+  """Which of ``num`` training examples keep their label when only ``fraction`` of them do.
+
+  A fixed subset of exactly ``round(fraction * num)`` examples (at least one), chosen by a seeded
+  permutation of the example indices, so every run, process and resumed run agrees on it and it
+  does not depend on the shuffle seed. Not class-balanced: on small fractions a class may be
+  missing; check the printed count.
+  """
+  count = max(1, int(round(float(fraction) * num)))
+  mask = np.zeros((num,), bool)
+  mask[np.random.default_rng(20260101).permutation(num)[:count]] = True
+  return mask
+
+
+class _Labelled:
+  """Adds ``labelled`` (bool) to each example of a random-access source (semi-supervised runs)."""
+
+  def __init__(self, source, mask: np.ndarray):
+    self._source = source
+    self._mask = mask
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    return {**self._source[index], "labelled": np.bool_(self._mask[index])}
+
+
+def check_label_fraction(fraction) -> float:
+  """``input.label_fraction`` as a float in (0, 1], else a ConfigError naming the key."""
+  try:
+    value = float(fraction)
+  except (TypeError, ValueError):
+    value = math.nan
+  if not 0.0 < value <= 1.0:
+    raise ConfigError(f"input.label_fraction={fraction!r} must be in (0, 1] (the share of "
+                      "training labels a semi-supervised method may see); e.g. 0.1")
+  return value
+
+
 class _TfdsSource:
   """Wraps a TFDS data source: keeps 'image' (uint8 HWC) and 'label' (int32), optional resize."""
 
@@ -524,7 +564,7 @@ def _read_options(split: _Split) -> grain.ReadOptions:
 
 def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
                         process_index: int | None = None,
-                        process_count: int | None = None):
+                        process_count: int | None = None, label_fraction: float = 1.0):
   """Endless, shuffled training batches for this process; checkpointable.
 
   Pipeline (grain): source -> ``[process_index::process_count]`` -> shuffle(seed) ->
@@ -538,6 +578,8 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
     seed: shuffle seed.
     process_index, process_count: this process's shard; default ``jax.process_index()`` /
       ``jax.process_count()``.
+    label_fraction: below 1, batches also carry ``labelled`` bool [B_local]: True for the fixed
+      subset of examples (:func:`labelled_mask`) whose label a semi-supervised method may use.
 
   Returns:
     A ``grain.DatasetIterator`` (a :class:`SequentialTrainIterator` for tfrecord-prepared TFDS
@@ -555,10 +597,17 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
   if len(split.source) < count:
     raise DataError(f"input.data.train_split: {len(split.source)} examples cannot feed "
                     f"{count} processes; use a larger split or fewer processes")
-  if isinstance(split.source, SequentialTfdsSource):
-    return SequentialTrainIterator(split.source, local_batch=local_batch, seed=seed, index=index,
+  fraction = check_label_fraction(label_fraction)
+  source = split.source
+  if isinstance(source, SequentialTfdsSource):
+    if fraction < 1.0:
+      raise ConfigError("input.label_fraction < 1 needs a random-access data set; prepare "
+                        f"{_name(data_cfg)} as array_record (tfds file_format=array_record)")
+    return SequentialTrainIterator(source, local_batch=local_batch, seed=seed, index=index,
                                    count=count)
-  dataset = (grain.MapDataset.source(split.source)
+  if fraction < 1.0:
+    source = _Labelled(source, labelled_mask(len(source), fraction))
+  dataset = (grain.MapDataset.source(source)
              .slice(slice(index, None, count))
              .shuffle(seed=int(seed))
              .repeat(None)

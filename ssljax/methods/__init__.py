@@ -10,6 +10,7 @@ closes over its networks and hyperparameters and hands the trainer five function
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -22,7 +23,8 @@ PyTree = Any
 
 # (rng, images_bhwc float32) -> (params, method_state)
 InitFn = Callable[[jax.Array, jax.Array], tuple[PyTree, PyTree]]
-# (params, method_state, views, rng) -> (loss, (method_state, metrics, representation_of_view_0))
+# (params, method_state, views, rng) -> (loss, (method_state, metrics, representation_of_view_0));
+# methods with ``uses_labels`` also take ``labels=`` int32 [B], -1 where the label is hidden.
 LossFn = Callable[
     [PyTree, PyTree, Sequence[jax.Array], jax.Array],
     tuple[jax.Array, tuple[PyTree, dict[str, jax.Array], jax.Array]],
@@ -46,6 +48,11 @@ class Method(NamedTuple):
     update: the post-optimiser update of ``method_state`` (identity for methods without teachers).
     represent: frozen features for evaluation: ``representation`` (backbone output, what linear
       probes and kNN use) and ``embedding`` (projector output, where the loss and RankMe live).
+      Methods that train a classifier may add ``logits`` [B, num_classes]; the evaluator then
+      reports its accuracy as ``classifier_top1``.
+    uses_labels: the loss reads labels (supervised, semi-supervised methods). The trainer then
+      calls ``loss(params, method_state, views, rng, labels=labels_b)`` with ``labels_b`` int32
+      [B] and -1 for the examples whose label is hidden (``input.label_fraction`` < 1).
   """
 
   name: str
@@ -54,6 +61,7 @@ class Method(NamedTuple):
   loss: LossFn
   update: UpdateFn
   represent: RepresentFn
+  uses_labels: bool = False
 
 
 def available() -> list[str]:
@@ -68,14 +76,22 @@ def get(name: str):
   return importlib.import_module(f"{__name__}.{name}")
 
 
-def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
-  """Builds the method named by ``config.method`` for a run of ``total_steps`` steps."""
+def make(config, *, total_steps: int, steps_per_epoch: int, num_classes: int = 10) -> Method:
+  """Builds the method named by ``config.method`` for a run of ``total_steps`` steps.
+
+  ``num_classes`` (the data set's; the trainer passes it, tests rely on the digits' 10) is passed
+  on to the methods whose ``make`` takes it (those that train a classifier); the others never
+  see it.
+  """
   if int(total_steps) < 1 or int(steps_per_epoch) < 1:
     raise ConfigError(f"total_steps={total_steps} and steps_per_epoch={steps_per_epoch} must be "
                       ">= 1; check total_steps/total_epochs and the batch size")
   module = get(config.method)
+  kwargs = dict(total_steps=int(total_steps), steps_per_epoch=int(steps_per_epoch))
+  if "num_classes" in inspect.signature(module.make).parameters:
+    kwargs["num_classes"] = int(num_classes)
   try:
-    return module.make(config, total_steps=int(total_steps), steps_per_epoch=int(steps_per_epoch))
+    return module.make(config, **kwargs)
   except AttributeError as e:
     # A ConfigDict without a key the method reads (e.g. --config.method=dino on another method's
     # experiment file) raises AttributeError(KeyError('dino')); say which file has the settings.

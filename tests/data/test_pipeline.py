@@ -389,3 +389,34 @@ def test_errors_are_one_line(tmp_path):
   with pytest.raises(DataError) as error:
     pipeline.get_info(_cfg(name="cifar10", data_dir=str(tmp_path)))
   assert "\n" not in str(error.value)
+
+
+def test_label_fraction_marks_a_fixed_subset_of_exact_size(digits_dir):
+  cfg = _cfg(data_dir=digits_dir)
+  num = pipeline.get_info(cfg).num_train
+  mask = pipeline.labelled_mask(num, 0.1)
+  assert mask.sum() == round(0.1 * num)
+  np.testing.assert_array_equal(mask, pipeline.labelled_mask(num, 0.1))  # Same in every process.
+  assert pipeline.labelled_mask(num, 1e-9).sum() == 1  # At least one labelled example.
+  # The batches carry the mask of the examples they hold, whatever the shuffle seed: over one
+  # epoch of single-process batches, the labelled count matches the subset (batches drop the
+  # remainder, so compare against the examples seen).
+  seen = labelled = 0
+  it = pipeline.make_train_iterator(cfg, global_batch_size=num // 4, seed=7, process_index=0,
+                                    process_count=1, label_fraction=0.1)
+  for _ in range(4):
+    batch = next(it)
+    assert batch["labelled"].dtype == bool and batch["labelled"].shape == batch["label"].shape
+    seen += len(batch["label"])
+    labelled += int(batch["labelled"].sum())
+  assert abs(labelled - 0.1 * seen) <= 0.1 * seen * 0.5 + 3
+  full = next(pipeline.make_train_iterator(cfg, global_batch_size=8, seed=0, process_index=0,
+                                           process_count=1))
+  assert "labelled" not in full  # The default (all labels) adds nothing.
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.5, 1.5, "half"])
+def test_label_fraction_outside_zero_one_is_a_config_error(digits_dir, bad):
+  with pytest.raises(ConfigError, match=r"input\.label_fraction=.* must be in \(0, 1\]"):
+    pipeline.make_train_iterator(_cfg(data_dir=digits_dir), global_batch_size=8, seed=0,
+                                 process_index=0, process_count=1, label_fraction=bad)

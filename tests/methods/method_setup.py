@@ -10,7 +10,10 @@ from ssljax import methods
 
 
 def setup(name, arg="runlocal", batch=16, total_steps=100, steps_per_epoch=10, **overrides):
-  """``(config, method, params, state, views)`` for ``experiments/<name>.py:<arg>``."""
+  """``(config, method, params, state, views)`` for ``experiments/<name>.py:<arg>``.
+
+  ``overrides`` set config fields, ``__`` separating levels (``byol__base_momentum=0.9``).
+  """
   config = importlib.import_module(f"experiments.{name}").get_config(arg)
   for dotted, value in overrides.items():
     node = config

@@ -4,6 +4,7 @@ A new method module (with its ``experiments/<name>.py``) is covered without edit
 the parameter list comes from ``methods.available()``.
 """
 
+import functools
 import importlib
 
 import jax
@@ -42,8 +43,12 @@ def _setup(name, digits_dir):
     data_cfg = config.input.data
     data_cfg.data_dir = digits_dir
     it = pipeline.make_train_iterator(data_cfg, global_batch_size=BATCH, seed=0)
-    images = jnp.asarray(next(it)["image"])
-    views = make_views(jax.random.key(1), images, method.views)
+    batch = next(it)
+    views = make_views(jax.random.key(1), jnp.asarray(batch["image"]), method.views)
+    if method.uses_labels:
+      # Half the labels hidden (-1), as a semi-supervised run with input.label_fraction=0.5 sees.
+      labels = np.where(np.arange(BATCH) % 2 == 0, batch["label"], -1).astype(np.int32)
+      method = method._replace(loss=functools.partial(method.loss, labels=labels))
     _CACHE[name] = (method, params, state, views)
   return _CACHE[name]
 
