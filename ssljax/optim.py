@@ -1,4 +1,4 @@
-"""Optimisers (LARS, SGD, AdamW), the warm-up + cosine schedule, and weight-decay masks.
+"""Optimisers (LARS, SGD, AdamW), LR schedules (warm-up + cosine; infinite), weight-decay masks.
 
 Everything is configured by ``config.optim`` (an ``ml_collections.ConfigDict``); the fields and
 their defaults are in :func:`default_config`. A missing field takes its default, so a recipe only
@@ -37,6 +37,8 @@ from ssljax.sharding import path_str
 
 OPTIMIZERS = ("lars", "sgd", "adamw")
 LR_SCALINGS = ("none", "linear")
+SCHEDULES = ("cosine", "infinite")
+COOLDOWN_STYLES = ("cosine", "inv_sqrt", "linear")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -71,6 +73,20 @@ def default_config() -> ml_collections.ConfigDict:
       # freeze_epochs of the run (DINO's frozen last layer in epoch 1). '' = none.
       freeze_params="",
       freeze_epochs=0.0,
+      # LR schedule: 'cosine' (warm-up + cosine decay to peak * min_lr_ratio) or 'infinite'
+      # (warm-up, cooldown to a constant LR, constant, exponential anneal; make_schedule).
+      schedule="cosine",
+      # The 'infinite' schedule's phases, as fractions of the run (cooldown_end_frac is where the
+      # cooldown *ends*, not its length) and its LRs as fractions of the peak LR.
+      cooldown_end_frac=0.15,
+      constant_end_frac=0.80,  # 1.0: never anneal (keep the constant LR to continue training).
+      constant_lr_ratio=0.1,  # eta_const = peak * this.
+      anneal_min_lr_ratio=0.01,  # eta_min = peak * this; > 0, as the anneal is exponential.
+      cooldown_style="cosine",  # 'cosine', 'inv_sqrt' or 'linear'.
+      inv_sqrt_alpha=10.0,  # Timescale of the 'inv_sqrt' cooldown.
+      # Which task of a continual stream this run is: tasks >= 1 skip warm-up and cooldown and
+      # start at eta_const. The 'cosine' schedule ignores it (the repeated-cosine baseline).
+      task_index=0,
     )
   )
 
@@ -156,13 +172,15 @@ def warmup_steps(optim_cfg: Any, *, total_steps: int, steps_per_epoch: int) -> i
 def make_schedule(
   optim_cfg: Any, *, total_steps: int, steps_per_epoch: int, global_batch_size: int
 ) -> optax.Schedule:
-  """Linear warm-up from 0 to the peak LR, then cosine down to ``peak * min_lr_ratio``.
+  """The LR schedule named by ``optim.schedule``: ``'cosine'`` (default) or ``'infinite'``.
 
-  The official Barlow Twins rule, with ``W`` warm-up steps and ``T`` total steps::
+  ``'cosine'`` is the official Barlow Twins rule, with ``W`` warm-up steps and ``T`` total steps::
 
     lr(s) = peak * s / W                                   for s < W
     q     = 0.5 * (1 + cos(pi * (s - W) / (T - W)))
     lr(s) = peak * q + peak * min_lr_ratio * (1 - q)      for W <= s (held at the end after T)
+
+  ``'infinite'`` is :func:`infinite_schedule` with the same warm-up and peak.
 
   Args:
     optim_cfg: ``config.optim``.
@@ -174,9 +192,14 @@ def make_schedule(
     A function of the step count (int scalar array) returning the float32 LR.
   """
   _check_steps(total_steps, steps_per_epoch, global_batch_size)
+  kind = _get(optim_cfg, "schedule")
+  if kind not in SCHEDULES:
+    _fail("schedule", kind, f"unknown LR schedule; choose one of {', '.join(SCHEDULES)}")
   peak = peak_lr(optim_cfg, global_batch_size=global_batch_size)
-  end = peak * _check_range(optim_cfg, "min_lr_ratio", low=0.0, high=1.0)
   warmup = warmup_steps(optim_cfg, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+  if kind == "infinite":
+    return _infinite_from_config(optim_cfg, peak=peak, warmup=warmup, total_steps=total_steps)
+  end = peak * _check_range(optim_cfg, "min_lr_ratio", low=0.0, high=1.0)
   decay_steps = max(total_steps - warmup, 1)
 
   def schedule(step):
@@ -187,6 +210,125 @@ def make_schedule(
     return jnp.where(s < warmup, warm, peak * q + end * (1.0 - q))
 
   return schedule
+
+
+def infinite_schedule(
+  *,
+  peak: float,
+  constant_lr: float,
+  min_lr: float,
+  warmup_steps: float,
+  cooldown_end: float,
+  constant_end: float,
+  total_steps: float,
+  cooldown_style: str = "cosine",
+  inv_sqrt_alpha: float = 10.0,
+  task_index: int = 0,
+) -> optax.Schedule:
+  """The infinite LR schedule of Ibrahim et al. 2024, as used by Singh et al. 2025 (continual SSL).
+
+  Breakpoints ``W = warmup_steps <= C = cooldown_end <= A = constant_end <= T = total_steps`` (in
+  steps) and LRs ``peak >= constant_lr >= min_lr > 0``. For task 0::
+
+    lr(s) = peak * s / W                                          s <= W   (warm-up; none if W = 0)
+    lr(s) = cooldown(p), p = (s - W) / (C - W)                    W < s <= C
+    lr(s) = constant_lr                                           C < s <= A
+    lr(s) = constant_lr * (min_lr / constant_lr) ** ((s - A) / (T - A))   A < s (held after T)
+
+  with ``cooldown(p)`` going from ``peak`` (p = 0) to ``constant_lr`` (p = 1):
+
+  * ``'cosine'``: ``constant_lr + (peak - constant_lr) / 2 * (1 + cos(pi p))``;
+  * ``'inv_sqrt'``: ``peak + (constant_lr - peak) f(p) / f(1)``, with
+    ``f(p) = 1 / sqrt(1 + alpha p) - 1``;
+  * ``'linear'``: ``peak - (peak - constant_lr) p``.
+
+  A later task (``task_index >= 1``) has no warm-up or cooldown: ``constant_lr`` up to ``A``, then
+  the same exponential anneal, so a new task re-starts at ``constant_lr``, never at ``peak``. With
+  ``A = T`` the run never anneals (keep its checkpoint to continue the stream; anneal a copy).
+
+  Args:
+    peak: LR at the end of warm-up.
+    constant_lr: LR of the constant phase.
+    min_lr: LR at the end of the anneal.
+    warmup_steps: ``W``.
+    cooldown_end: ``C``, the step where the cooldown ends (not its length).
+    constant_end: ``A``, the step where the anneal starts.
+    total_steps: ``T``, the step where the anneal ends.
+    cooldown_style: ``'cosine'``, ``'inv_sqrt'`` or ``'linear'``.
+    inv_sqrt_alpha: timescale of the ``'inv_sqrt'`` cooldown.
+    task_index: 0 for the first task of a stream, >= 1 for later ones.
+
+  Returns:
+    A function of the step count (int or float scalar array) returning the float32 LR.
+  """
+  if not 0 <= warmup_steps <= cooldown_end <= constant_end <= total_steps:
+    raise ValueError("infinite_schedule needs 0 <= warmup_steps <= cooldown_end <= constant_end "
+                     f"<= total_steps, got {warmup_steps}, {cooldown_end}, {constant_end}, "
+                     f"{total_steps}")
+  if not peak >= constant_lr >= min_lr > 0:
+    raise ValueError(f"infinite_schedule needs peak >= constant_lr >= min_lr > 0, got {peak}, "
+                     f"{constant_lr}, {min_lr}")
+  if cooldown_style not in COOLDOWN_STYLES:
+    raise ValueError(f"cooldown_style={cooldown_style!r}; choose one of {COOLDOWN_STYLES}")
+  first_task = task_index == 0
+  warm, cool = float(warmup_steps), float(cooldown_end)
+  cool_steps, anneal_steps = cool - warm, float(total_steps - constant_end)
+  log_ratio = math.log(min_lr / constant_lr)  # float64 here: only the exponent is float32.
+  inv_sqrt_end = 1.0 / math.sqrt(1.0 + inv_sqrt_alpha) - 1.0
+
+  def cooldown(p):
+    if cooldown_style == "cosine":
+      return constant_lr + 0.5 * (peak - constant_lr) * (1.0 + jnp.cos(jnp.pi * p))
+    if cooldown_style == "linear":
+      return peak - (peak - constant_lr) * p
+    f = 1.0 / jnp.sqrt(1.0 + inv_sqrt_alpha * p) - 1.0
+    return peak + (constant_lr - peak) * f / inv_sqrt_end
+
+  def schedule(step):
+    s = jnp.asarray(step, jnp.float32)
+    if anneal_steps > 0:
+      q = jnp.clip((s - constant_end) / anneal_steps, 0.0, 1.0)
+      lr = constant_lr * jnp.exp(log_ratio * q)  # exactly constant_lr for s <= A (q = 0)
+    else:
+      lr = jnp.full_like(s, constant_lr)
+    if first_task and cool_steps > 0:  # A zero-length cooldown is a step from peak to constant.
+      p = jnp.clip((s - warm) / cool_steps, 0.0, 1.0)
+      lr = jnp.where(s <= cool, cooldown(p), lr)
+    if first_task and warm > 0:
+      lr = jnp.where(s <= warm, peak * s / warm, lr)
+    return lr.astype(jnp.float32)
+
+  return schedule
+
+
+def _infinite_from_config(optim_cfg: Any, *, peak: float, warmup: int,
+                          total_steps: int) -> optax.Schedule:
+  """Validates the ``'infinite'`` fields of ``optim_cfg`` and builds :func:`infinite_schedule`."""
+  cooldown_frac = _check_range(optim_cfg, "cooldown_end_frac", low=0.0, high=1.0)
+  constant_frac = _check_range(optim_cfg, "constant_end_frac", low=0.0, high=1.0)
+  if constant_frac < cooldown_frac:
+    _fail("constant_end_frac", constant_frac,
+          f"must be >= optim.cooldown_end_frac={cooldown_frac} (the constant phase follows the "
+          "cooldown)")
+  constant_ratio = _check_range(optim_cfg, "constant_lr_ratio", low=0.0, high=1.0, low_open=True)
+  min_ratio = _check_range(optim_cfg, "anneal_min_lr_ratio", low=0.0, high=constant_ratio,
+                           low_open=True)
+  style = _get(optim_cfg, "cooldown_style")
+  if style not in COOLDOWN_STYLES:
+    _fail("cooldown_style", style, f"choose one of {', '.join(COOLDOWN_STYLES)}")
+  alpha = _check_range(optim_cfg, "inv_sqrt_alpha", low=0.0, low_open=True)
+  task = _get(optim_cfg, "task_index")
+  if isinstance(task, bool) or not isinstance(task, numbers.Integral) or task < 0:
+    _fail("task_index", task, "must be an integer >= 0 (0: the first task, with warm-up)")
+  cooldown_end = cooldown_frac * total_steps
+  if task == 0 and cooldown_end < warmup:
+    _fail("cooldown_end_frac", cooldown_frac,
+          f"the cooldown would end at step {cooldown_end:g}, before the {warmup}-step warm-up "
+          "ends; raise optim.cooldown_end_frac or shorten the warm-up")
+  return infinite_schedule(
+    peak=peak, constant_lr=peak * constant_ratio, min_lr=peak * min_ratio, warmup_steps=warmup,
+    cooldown_end=cooldown_end, constant_end=constant_frac * total_steps,
+    total_steps=total_steps, cooldown_style=style, inv_sqrt_alpha=alpha, task_index=int(task))
 
 
 def decay_mask(params: Any) -> Any:

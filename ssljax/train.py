@@ -24,6 +24,7 @@ from jax.experimental import multihost_utils
 
 from ssljax import checkpoint, data, methods, optim, sharding, writers
 from ssljax.data import augment, pipeline
+from ssljax.data import bss as batch_style
 from ssljax.errors import CheckpointError, ConfigError, UserError
 from ssljax.evals.evaluator import Evaluator
 
@@ -93,8 +94,6 @@ def make_views(rng: jax.Array, images_bhwc: jax.Array, recipes, *,
     view_rng = jax.random.fold_in(rng, i)
     view = augment.augment_batch(view_rng, images_bhwc, recipe)
     if bss is not None:
-      from ssljax.data import bss as batch_style  # noqa: PLC0415  (only runs that switch it on)
-
       view = batch_style.standardize_batch_style(
           jax.random.fold_in(view_rng, 1 << 20), view, r_min=bss[0], r_max=bss[1])
     views.append(view)
@@ -246,10 +245,7 @@ def bss_setting(config) -> tuple[float, float] | None:
   cfg = config.input.get("bss")
   if cfg is None or not bool(cfg.enabled):
     return None
-  from ssljax.data import bss as batch_style  # noqa: PLC0415
-
-  batch_style.check_bss_config(cfg, where="input.bss")
-  return float(cfg.r_min), float(cfg.r_max)
+  return batch_style.check_bss_config(cfg, where="input.bss")
 
 
 def create_state(run: Run) -> TrainState:

@@ -262,3 +262,155 @@ def test_bad_new_options_name_the_key(overrides, key):
   cfg = dict(optim.default_config().to_dict(), **overrides)
   with pytest.raises(ConfigError, match=key):
     optim.make_optimizer(cfg, total_steps=100, steps_per_epoch=10, global_batch_size=256)
+
+
+# ----------------------------------------------------------------- the infinite LR schedule
+# References below are the paper form written out in float64 (shared/methods/infinite_lr.md,
+# "Schedule shape"), independently of ssljax.optim.infinite_schedule.
+
+_INF = dict(schedule="infinite", lr=1.0, lr_scaling="none", warmup_steps=50,
+            cooldown_end_frac=0.15, constant_end_frac=0.80, constant_lr_ratio=0.1,
+            anneal_min_lr_ratio=0.01)
+_W, _C, _A, _T = 50, 150, 800, 1000  # warm-up end, cooldown end, anneal start, run end
+_PEAK, _CONST, _MIN = 1.0, 0.1, 0.01
+
+
+def _paper_lr(t, *, style="cosine", task=0, alpha=10.0):
+  """eta(t) of the paper form with the breakpoints above (<= at every boundary)."""
+  if task == 0 and t <= _W:
+    return _PEAK * t / _W
+  if task == 0 and t <= _C:
+    s = (t - _W) / (_C - _W)
+    if style == "cosine":
+      return _CONST + (_PEAK - _CONST) / 2 * (1 + math.cos(math.pi * s))
+    if style == "linear":
+      return _PEAK - (_PEAK - _CONST) * s
+    f = lambda u: 1 / math.sqrt(1 + alpha * u) - 1  # noqa: E731
+    return _PEAK + (_CONST - _PEAK) * f(s) / f(1)
+  if t <= _A:
+    return _CONST
+  return _CONST * (_MIN / _CONST) ** ((min(t, _T) - _A) / (_T - _A))
+
+
+def _infinite(**overrides):
+  cfg = dict(optim.default_config().to_dict(), **_INF)
+  cfg.update(overrides)
+  return optim.make_schedule(cfg, total_steps=_T, steps_per_epoch=10, global_batch_size=256)
+
+
+def test_infinite_schedule_values_at_phase_boundaries():
+  schedule = _infinite()
+  assert float(schedule(0)) == 0.0
+  np.testing.assert_allclose(float(schedule(_W)), _PEAK, rtol=1e-6)
+  np.testing.assert_allclose(float(schedule(_C)), _CONST, rtol=1e-6)
+  for t in (_C + 1, 400, _A - 1, _A):  # constant on (C, A]
+    assert float(schedule(t)) == np.float32(_CONST), t
+  np.testing.assert_allclose(float(schedule(_T)), _MIN, rtol=1e-5)
+  np.testing.assert_allclose(float(schedule(_T + 300)), _MIN, rtol=1e-5)  # held after the end
+
+
+@pytest.mark.parametrize("style", ["cosine", "inv_sqrt", "linear"])
+def test_infinite_schedule_matches_the_paper_formula(style):
+  schedule = jax.jit(_infinite(cooldown_style=style))
+  steps = [0, 7, 25, 49, 50, 51, 63, 100, 137, 149, 150, 151, 500, 800, 801, 850, 900, 999, 1000]
+  for t in steps:
+    np.testing.assert_allclose(float(schedule(t)), _paper_lr(t, style=style), rtol=1e-5,
+                               atol=1e-8, err_msg=f"step {t}")
+
+
+@pytest.mark.parametrize("style", ["cosine", "inv_sqrt", "linear"])
+def test_infinite_schedule_is_continuous_at_every_boundary(style):
+  # Float32 steps: one-sided limits 1e-3 steps either side. The steepest slope here (inv_sqrt's
+  # start, 0.9 * (alpha / 2) / |f(1)| / 100 = 0.9 * 5 / 0.70 / 100 ~ 0.064 per step) moves the LR
+  # < 1e-4 over 1e-3 steps;
+  # a real jump would be >= the smallest LR gap (0.09 at C, 0.1 at W, ...).
+  schedule = _infinite(cooldown_style=style)
+  for b in (_W, _C, _A, _T):
+    left, at, right = (float(schedule(jnp.float32(b + d))) for d in (-1e-3, 0.0, 1e-3))
+    assert abs(left - at) < 3e-4 and abs(right - at) < 3e-4, (b, left, at, right)
+
+
+def test_infinite_schedule_is_monotone_after_warmup_and_exponential_when_annealing():
+  lrs = np.asarray(jax.vmap(_infinite())(jnp.arange(_W, _T + 1)), np.float64)
+  assert np.all(np.diff(lrs) <= 1e-7)
+  log_lr = np.log(lrs[_A - _W:])  # t = A..T
+  slope = np.log(_MIN / _CONST) / (_T - _A)
+  np.testing.assert_allclose(log_lr, np.log(_CONST) + slope * np.arange(_T - _A + 1), atol=2e-6)
+
+
+def test_later_tasks_start_at_the_constant_lr():
+  schedule = _infinite(task_index=2)
+  lrs = np.asarray(jax.vmap(schedule)(jnp.arange(_T + 1)))
+  assert lrs[0] == np.float32(_CONST) and lrs.max() <= np.float32(_CONST)
+  np.testing.assert_allclose(lrs[_A], _CONST, rtol=1e-6)
+  np.testing.assert_allclose(lrs[_T], _MIN, rtol=1e-5)
+  for t in (0, 300, 850, 1000):
+    np.testing.assert_allclose(lrs[t], _paper_lr(t, task=2), rtol=1e-5)
+
+
+def test_infinite_schedule_without_anneal_or_warmup():
+  schedule = _infinite(constant_end_frac=1.0)  # never anneal: continue the stream from here
+  np.testing.assert_allclose(float(schedule(_T)), _CONST, rtol=1e-6)
+  schedule = _infinite(warmup_steps=0)  # cooldown starts at the peak
+  np.testing.assert_allclose(float(schedule(0)), _PEAK, rtol=1e-6)
+  # Cosine cooldown from 0 to 150: at 75 halfway between peak and constant.
+  np.testing.assert_allclose(float(schedule(75)), (_PEAK + _CONST) / 2, rtol=1e-5)
+
+
+def test_repeated_cosine_baseline_ignores_the_task_index():
+  """Each task of the baseline re-warms: 0 at step 0, peak at warm-up end, lr*min_lr_ratio at T."""
+  cfg = _cfg(lr=0.5, lr_scaling="none", warmup_steps=10, min_lr_ratio=0.01, task_index=3)
+  schedule = optim.make_schedule(cfg, total_steps=100, steps_per_epoch=10, global_batch_size=8)
+  assert float(schedule(0)) == 0.0
+  np.testing.assert_allclose(float(schedule(10)), 0.5, rtol=1e-6)
+  np.testing.assert_allclose(float(schedule(100)), 0.005, rtol=1e-5)
+
+
+def test_infinite_schedule_drives_the_optimizer_and_scales_with_the_batch():
+  # Plain SGD without momentum or decay on unit gradients: each update is -lr_t.
+  cfg = dict(optim.default_config().to_dict(), **_INF)
+  cfg.update(name="sgd", momentum=0.0, weight_decay=0.0, lr=0.5, lr_scaling="linear",
+             base_batch_size=256)
+  tx, schedule = optim.make_optimizer(cfg, total_steps=_T, steps_per_epoch=10,
+                                      global_batch_size=512)
+  np.testing.assert_allclose(float(schedule(_W)), 1.0, rtol=1e-6)  # 0.5 * 512 / 256
+  params = {"w": jnp.zeros((2, 2))}
+  state = tx.init(params)
+  update = jax.jit(tx.update)
+  for t in range(3):
+    updates, state = update(jax.tree.map(jnp.ones_like, params), state, params)
+    np.testing.assert_allclose(updates["w"], -_paper_lr(t), rtol=1e-6, atol=1e-9)
+
+
+def test_presets_carry_the_schedule_fields():
+  """experiments/common.py's presets copy default_config(), so a locked config can override."""
+  from experiments import common
+
+  for preset in (common.lars(lr=0.3), common.sgd(lr=0.1), common.adamw(lr=1e-3)):
+    for key in ("schedule", "cooldown_end_frac", "constant_end_frac", "constant_lr_ratio",
+                "anneal_min_lr_ratio", "cooldown_style", "inv_sqrt_alpha", "task_index"):
+      assert key in preset, key
+    assert preset.schedule == "cosine"
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (dict(schedule="step"), "optim.schedule"),
+    (dict(cooldown_end_frac=0.9, constant_end_frac=0.5), "optim.constant_end_frac"),
+    (dict(constant_end_frac=1.2), "optim.constant_end_frac"),
+    (dict(cooldown_end_frac=-0.1), "optim.cooldown_end_frac"),
+    (dict(cooldown_end_frac=0.04), "optim.cooldown_end_frac"),  # ends inside the 50-step warm-up
+    (dict(constant_lr_ratio=0.0), "optim.constant_lr_ratio"),
+    (dict(constant_lr_ratio=1.5), "optim.constant_lr_ratio"),
+    (dict(anneal_min_lr_ratio=0.0), "optim.anneal_min_lr_ratio"),
+    (dict(anneal_min_lr_ratio=0.2), "optim.anneal_min_lr_ratio"),  # above constant_lr_ratio
+    (dict(cooldown_style="exp"), "optim.cooldown_style"),
+    (dict(cooldown_style="inv_sqrt", inv_sqrt_alpha=0.0), "optim.inv_sqrt_alpha"),
+    (dict(task_index=-1), "optim.task_index"),
+    (dict(task_index=1.5), "optim.task_index"),
+])
+def test_bad_infinite_settings_raise_config_error_naming_the_key(overrides, key):
+  cfg = dict(optim.default_config().to_dict(), **_INF)
+  cfg.update(overrides)
+  with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as info:
+    optim.make_optimizer(cfg, total_steps=_T, steps_per_epoch=10, global_batch_size=256)
+  assert "\n" not in str(info.value)

@@ -156,3 +156,21 @@ def test_hidden_labels_reach_neither_methods_nor_the_online_probe():
   logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
   np.testing.assert_allclose(float(loss), -np.mean(logp[[0, 1], [3, 4]]), rtol=1e-5)
   np.testing.assert_allclose(float(top1), np.mean(logits.argmax(-1) == [3, 4]))
+
+
+def test_bss_switch_standardises_each_view_on_its_own():
+  from ssljax.data.augment import ViewRecipe
+
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3)), jnp.uint8)
+  recipes = [ViewRecipe(size=8), ViewRecipe(size=8)]
+  rng = jax.random.key(0)
+  plain = train.make_views(rng, images, recipes)
+  same = train.make_views(rng, images, recipes, bss=(0.0, 0.0))  # r = 0 swaps nothing.
+  for a, b in zip(plain, same, strict=True):
+    np.testing.assert_allclose(a, b, atol=1e-4)
+  full = train.make_views(rng, images, recipes, bss=(1.0, 1.0))  # r = 1: one amplitude per view.
+  for view in full:
+    amp = np.abs(np.fft.fft2(np.asarray(view, np.float64), axes=(1, 2)))
+    np.testing.assert_allclose(amp, np.broadcast_to(amp[:1], amp.shape), rtol=1e-3, atol=1e-3)
+  amp0, amp1 = (np.abs(np.fft.fft2(np.asarray(v[:1], np.float64), axes=(1, 2))) for v in full)
+  assert not np.allclose(amp0, amp1)  # Each view drew its own reference image / augmentation.
