@@ -567,9 +567,10 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
                         process_count: int | None = None, label_fraction: float = 1.0):
   """Endless, shuffled training batches for this process; checkpointable.
 
-  Pipeline (grain): source -> ``[process_index::process_count]`` -> shuffle(seed) ->
-  repeat forever (each epoch reshuffled) -> batch(drop_remainder) -> iterator. Batches may span an
-  epoch boundary. The same seed gives the same order; ``get_state()`` / ``set_state()`` (or
+  Pipeline (grain): source -> shuffle(seed) -> repeat forever (each epoch reshuffled) -> this
+  process's contiguous chunk of every global batch -> batch(drop_remainder) -> iterator. Batches
+  may span an epoch boundary. The global batches are the same for any process count (tfrecord
+  data read sequentially is sharded per process instead). The same seed gives the same order; ``get_state()`` / ``set_state()`` (or
   ``grain.checkpoint.CheckpointSave`` / ``CheckpointRestore`` through orbax) continue exactly.
 
   Args:
@@ -607,11 +608,19 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
                                    count=count)
   if fraction < 1.0:
     source = _Labelled(source, labelled_mask(len(source), fraction))
-  dataset = (grain.MapDataset.source(source)
-             .slice(slice(index, None, count))
-             .shuffle(seed=int(seed))
-             .repeat(None)
-             .batch(local_batch, drop_remainder=True))
+  # One global order (the same shuffle in every process), and each global batch of G examples
+  # split into contiguous per-process chunks: process p reads positions bG + pL .. bG + pL + L - 1
+  # of batch b. So the global batch a step sees, row for row, does not depend on how many
+  # processes read it (a 2-process run trains exactly what a 1-process run trains), and no process
+  # reads another's examples.
+  shuffled = grain.MapDataset.source(source).shuffle(seed=int(seed)).repeat(None)
+  mine = shuffled
+  if count > 1:
+    def position(j: int) -> int:
+      return (j // local_batch) * global_batch_size + index * local_batch + j % local_batch
+
+    mine = grain.MapDataset.range(len(shuffled) // count).map(lambda j: shuffled[position(j)])
+  dataset = mine.batch(local_batch, drop_remainder=True)
   return iter(dataset.to_iter_dataset(read_options=_read_options(split)))
 
 

@@ -130,7 +130,12 @@ def test_process_shards_are_disjoint_and_cover_an_epoch(ids_npz):
     seen.append(np.concatenate([b["label"] for b in batches]))
   assert not set(seen[0]) & set(seen[1])
   assert sorted(np.concatenate(seen)) == list(range(50))
-  assert set(seen[0]) == set(range(0, 50, 2))  # process 0 reads [0::2]
+  # Each global batch is the 1-process batch, row for row: process 0 holds its first half.
+  single = _take(pipeline.make_train_iterator(cfg, global_batch_size=10, seed=3, process_index=0,
+                                              process_count=1), 5)
+  for b, whole in enumerate(single):
+    np.testing.assert_array_equal(whole["label"][:5], seen[0][5 * b:5 * b + 5])
+    np.testing.assert_array_equal(whole["label"][5:], seen[1][5 * b:5 * b + 5])
 
 
 def test_each_epoch_is_reshuffled(ids_npz):
