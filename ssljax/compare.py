@@ -4,12 +4,15 @@ r"""Trains several methods on the same data and prints one table of their result
 
     python -m ssljax.compare --methods=all --workdir=/tmp/ssljax_compare
     python -m ssljax.compare --methods=simclr,byol --config-arg=runlocal --workdir=/tmp/quick
+    python -m ssljax.compare --methods=fst,fst:baseline --workdir=/tmp/semi
 
 Each method runs its own experiment file (``experiments/<method>.py``, with ``--config-arg`` as
 the variant) in ``<workdir>/<method>``, one after the other, through the same
 ``train_and_evaluate`` as ``main.py``. A method whose folder already holds ``results.json`` is
 not retrained (pass ``--rerun`` to train again). The table (linear top-1, kNN top-1, RankMe, wall
 time) is printed as Markdown and written to ``<workdir>/compare.md`` and ``compare.json``.
+An entry ``<method>:<variant>`` runs that variant (e.g. ``sla:baseline``) in
+``<workdir>/<method>-<variant>``; methods that train a classifier add a "classifier top-1" column.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import time
 from ssljax.errors import UserError
 
 COLUMNS = (("linear_top1", "linear top-1"), ("knn_top1", "kNN top-1"), ("rankme", "RankMe"),
-           ("wall_time_s", "wall time"))
+           ("classifier_top1", "classifier top-1"), ("wall_time_s", "wall time"))
+OPTIONAL = ("classifier_top1",)  # Shown only when some row has it.
 
 
 def experiment_methods() -> list[str]:
@@ -55,40 +59,59 @@ def _format(key: str, value) -> str:
 
 def table(rows: list[dict]) -> str:
   """A Markdown table of ``rows`` (each ``{"method": ..., <COLUMNS keys>...}``)."""
-  lines = ["| method | " + " | ".join(title for _, title in COLUMNS) + " |",
-           "|---|" + "---:|" * len(COLUMNS)]
+  columns = [(key, title) for key, title in COLUMNS
+             if key not in OPTIONAL or any(r.get(key) is not None for r in rows)]
+  lines = ["| method | " + " | ".join(title for _, title in columns) + " |",
+           "|---|" + "---:|" * len(columns)]
   for row in rows:
     if "error" in row:
-      cells = [f"failed: {row['error']}"] + [""] * (len(COLUMNS) - 1)
+      cells = [f"failed: {row['error']}"] + [""] * (len(columns) - 1)
     else:
-      cells = [_format(key, row.get(key)) for key, _ in COLUMNS]
+      cells = [_format(key, row.get(key)) for key, _ in columns]
     lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
-def run_one(method: str, config_arg: str, workdir: str, *, rerun: bool) -> dict:
-  """Trains and evaluates one method (or reads its finished results); returns a table row."""
+def _split_entry(entry: str) -> tuple[str, str]:
+  """``"fst:baseline"`` -> ``("fst", "baseline")``; ``"fst"`` -> ``("fst", "")``."""
+  method, _, variant = entry.partition(":")
+  return method.strip(), variant.strip()
+
+
+def _folder(entry: str) -> str:
+  method, variant = _split_entry(entry)
+  if not variant:
+    return method
+  return method + "-" + "".join(c if c.isalnum() or c in "._" else "-" for c in variant)
+
+
+def run_one(entry: str, config_arg: str, workdir: str, *, rerun: bool) -> dict:
+  """Trains and evaluates one ``method[:variant]`` (or reads its finished results); a table row."""
   from ssljax import train
+
+  method, variant = _split_entry(entry)
+  config_arg = ",".join(a for a in (variant, config_arg) if a)
 
   results_path = os.path.join(workdir, "results.json")
   if rerun and os.path.isdir(workdir):
     shutil.rmtree(workdir)
   if os.path.exists(results_path):
-    print(f"[{method}] reusing {results_path} (--rerun trains again)", flush=True)
+    print(f"[{entry}] reusing {results_path} (--rerun trains again)", flush=True)
     with open(results_path) as f:
       results = json.load(f)
   else:
     config = importlib.import_module(f"experiments.{method}").get_config(config_arg or None)
-    print(f"[{method}] training: experiments/{method}.py:{config_arg} -> {workdir}", flush=True)
+    print(f"[{entry}] training: experiments/{method}.py:{config_arg} -> {workdir}", flush=True)
     results = train.train_and_evaluate(config, workdir)
-  return {"method": method, **{k: results.get(k) for k, _ in COLUMNS}}
+  return {"method": entry, **{k: results.get(k) for k, _ in COLUMNS}}
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="python -m ssljax.compare", description=__doc__.split(
       "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--methods", default="all",
-                      help="comma-separated method names, or 'all' (default)")
+                      help="comma-separated method names (or method:variant, e.g. sla:baseline), "
+                      "'all' for every method's default (default); 'all' may be one entry")
   parser.add_argument("--config-arg", default="",
                       help="variant passed to every experiment file, e.g. 'runlocal'")
   parser.add_argument("--workdir", required=True, help="folder for one sub-folder per method")
@@ -96,8 +119,11 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
 
   known = experiment_methods()
-  chosen = known if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m]
-  unknown = [m for m in chosen if m not in known]
+  chosen = []
+  for entry in (m.strip() for m in args.methods.split(",")):
+    if entry and entry not in chosen:
+      chosen.extend(known if entry == "all" else [entry])
+  unknown = [m for m in chosen if _split_entry(m)[0] not in known]
   if unknown or not chosen:
     print(f"error: --methods={args.methods!r}: unknown {unknown}; choose from {known} or 'all'",
           file=sys.stderr)
@@ -106,7 +132,7 @@ def main(argv=None) -> int:
   start = time.perf_counter()
   for method in chosen:
     try:
-      rows.append(run_one(method, args.config_arg, os.path.join(args.workdir, method),
+      rows.append(run_one(method, args.config_arg, os.path.join(args.workdir, _folder(method)),
                           rerun=args.rerun))
     except UserError as e:  # One method's bad setting should not hide the others' results.
       print(f"[{method}] error: {e}", file=sys.stderr, flush=True)

@@ -28,3 +28,15 @@ def test_unknown_method_is_one_clear_line(tmp_path, capsys):
   assert compare.main(["--methods=simclr,nosuch", f"--workdir={tmp_path}"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "nosuch" in err[0] and "simclr" in err[0]
+
+
+def test_variants_get_their_own_folder_and_classifier_accuracy_its_column(tmp_path, capsys):
+  for folder, extra in (("simclr", {}), ("barlow-data-digits", {"classifier_top1": 0.5})):
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "results.json").write_text(json.dumps(
+        {"linear_top1": 0.9, "knn_top1": 0.75, "rankme": 12.34, "wall_time_s": 65, **extra}))
+  assert compare.main(["--methods=simclr,barlow:data=digits", f"--workdir={tmp_path}"]) == 0
+  out = capsys.readouterr().out
+  assert "| method | linear top-1 | kNN top-1 | RankMe | classifier top-1 | wall time |" in out
+  assert "| simclr | 90.0% | 75.0% | 12.3 | — | 1m05s |" in out
+  assert "| barlow:data=digits | 90.0% | 75.0% | 12.3 | 50.0% | 1m05s |" in out
