@@ -162,3 +162,26 @@ def test_label_fraction_outside_zero_one(tmp_path, digits_dir):
                f"--config.input.data.data_dir={digits_dir}")
   _assert_clean_error(proc, "input.label_fraction=0.0", "(0, 1]")
   assert not os.path.exists(tmp_path / "checkpoints")
+
+
+# Issue 4's methods: each bad setting is named on the last line, before anything is trained.
+TRUST_SSL = "experiments/trust_ssl.py:runlocal"
+
+
+def test_unknown_corruption_factor(tmp_path, digits_dir):
+  proc = _main(tmp_path, "--config.trust_ssl.corruptions=('haze','snow')",
+               f"--config.input.data.data_dir={digits_dir}", config=TRUST_SSL)
+  _assert_clean_error(proc, "trust_ssl.corruptions", "'snow'")
+
+
+def test_corruption_severity_out_of_range(tmp_path, digits_dir):
+  proc = _main(tmp_path, "--config.trust_ssl.severity=(1.0,9.0)",
+               f"--config.input.data.data_dir={digits_dir}", config=TRUST_SSL)
+  _assert_clean_error(proc, "trust_ssl.severity", "[0, 5]")
+
+
+def test_sorting_network_size_not_supported(tmp_path, digits_dir):
+  # Bitonic networks sort powers of two; 10 negatives + 1 positive = 11 values per anchor.
+  proc = _main(tmp_path, "--config.groco.sorting_network=bitonic", "--config.groco.topk_neg=10",
+               f"--config.input.data.data_dir={digits_dir}", config="experiments/groco.py:runlocal")
+  _assert_clean_error(proc, "groco.sorting_network", "groco.topk_neg=10")
