@@ -59,7 +59,7 @@ class Evaluator:
   def features(self, state, split: str, *, max_samples: int = -1) -> dict[str, np.ndarray]:
     """``representation`` [N, F], ``embedding`` [N, K], ``label`` [N] of a split (host numpy).
 
-    Plus ``logits`` [N, C] when the method's ``represent`` returns them.
+    Plus ``logits`` / ``logits_<name>`` [N, C] when the method's ``represent`` returns them.
 
     The last extraction is kept: RankMe and the final evaluation at the same step share it when
     it covers what is asked (the whole split, or at least ``max_samples`` rows).
@@ -83,8 +83,8 @@ class Evaluator:
       out, labels, mask = jax.device_get(
           self._features(state.params, state.method_state, g["image"], g["label"], g["mask"]))
       keep = np.asarray(mask, bool)
-      for key in ("representation", "embedding", "logits"):
-        if key in out:  # ``logits``: methods that train a classifier.
+      for key in out:  # ``logits`` / ``logits_<name>``: methods that train a classifier.
+        if key in ("representation", "embedding") or key.startswith("logits"):
           chunks.setdefault(key, []).append(np.asarray(out[key])[keep])
       chunks["label"].append(np.asarray(labels)[keep])
       count += int(keep.sum())
@@ -128,7 +128,10 @@ class Evaluator:
                            weight_decay=float(cfg.linear_weight_decay), seed=0)
       results["linear_top1"] = float(probe["top1"])
       results["linear_train_top1"] = float(probe["train_top1"])
-    if "logits" in test:  # The method's own classifier (supervised / semi-supervised methods).
-      results["classifier_top1"] = float(np.mean(np.argmax(test["logits"], -1) == test["label"]))
+    # The method's own classifier (supervised / semi-supervised methods): ``logits`` is its chosen
+    # prediction, ``logits_<name>`` alternatives (e.g. SLA's aggregated inference).
+    for key in sorted(k for k in test if k.startswith("logits")):
+      name = "classifier_top1" + key[len("logits"):]
+      results[name] = float(np.mean(np.argmax(test[key], -1) == test["label"]))
     results["eval_time_s"] = round(time.perf_counter() - t0, 2)
     return results

@@ -49,7 +49,8 @@ class Method(NamedTuple):
     represent: frozen features for evaluation: ``representation`` (backbone output, what linear
       probes and kNN use) and ``embedding`` (projector output, where the loss and RankMe live).
       Methods that train a classifier may add ``logits`` [B, num_classes]; the evaluator then
-      reports its accuracy as ``classifier_top1``.
+      reports its accuracy as ``classifier_top1`` (and ``logits_<name>`` as
+      ``classifier_top1_<name>``).
     uses_labels: the loss reads labels (supervised, semi-supervised methods). The trainer then
       calls ``loss(params, method_state, views, rng, labels=labels_b)`` with ``labels_b`` int32
       [B] and -1 for the examples whose label is hidden (``input.label_fraction`` < 1).
