@@ -570,8 +570,9 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
   Pipeline (grain): source -> shuffle(seed) -> repeat forever (each epoch reshuffled) -> this
   process's contiguous chunk of every global batch -> batch(drop_remainder) -> iterator. Batches
   may span an epoch boundary. The global batches are the same for any process count (tfrecord
-  data read sequentially is sharded per process instead). The same seed gives the same order; ``get_state()`` / ``set_state()`` (or
-  ``grain.checkpoint.CheckpointSave`` / ``CheckpointRestore`` through orbax) continue exactly.
+  data read sequentially is sharded per process instead). The same seed gives the same order;
+  ``get_state()`` / ``set_state()`` (or ``grain.checkpoint.CheckpointSave`` /
+  ``CheckpointRestore`` through orbax) continue exactly.
 
   Args:
     data_cfg: ``config.input.data``.

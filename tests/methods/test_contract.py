@@ -23,7 +23,8 @@ NAMES = methods.available()
 
 
 def test_every_method_is_discovered():
-  assert {"barlow", "simclr", "byol", "mocov3", "vicreg", "simsiam", "dino", "mae"} <= set(NAMES)
+  assert {"barlow", "simclr", "byol", "mocov3", "vicreg", "simsiam", "dino", "mae", "groco", "myow",
+          "halp", "trust_ssl", "sla", "fst", "self_training"} <= set(NAMES)
 
 
 def _config(name):
