@@ -137,14 +137,20 @@ def main(argv=None) -> int:
     except UserError as e:  # One method's bad setting should not hide the others' results.
       print(f"[{method}] error: {e}", file=sys.stderr, flush=True)
       rows.append({"method": method, "error": str(e)})
-  text = table(rows)
-  os.makedirs(args.workdir, exist_ok=True)
-  with open(os.path.join(args.workdir, "compare.md"), "w") as f:
+  return write_report(args.workdir, "compare", table(rows), rows, rows=rows, what="methods",
+                      start=start)
+
+
+def write_report(workdir: str, stem: str, text: str, data, *, rows: list[dict], what: str,
+                 start: float) -> int:
+  """Writes ``<stem>.md`` / ``<stem>.json``, prints the table; exit code 1 if a row failed."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, f"{stem}.md"), "w") as f:
     f.write(text + "\n")
-  with open(os.path.join(args.workdir, "compare.json"), "w") as f:
-    json.dump(rows, f, indent=2)
-  print(f"\n{text}\n\n({len(rows)} methods, {time.perf_counter() - start:.0f} s in all; "
-        f"written to {args.workdir}/compare.md)", flush=True)
+  with open(os.path.join(workdir, f"{stem}.json"), "w") as f:
+    json.dump(data, f, indent=2)
+  print(f"\n{text}\n\n({len(rows)} {what}, {time.perf_counter() - start:.0f} s in all; "
+        f"written to {workdir}/{stem}.md)", flush=True)
   return 1 if any("error" in r for r in rows) else 0
 
 

@@ -434,17 +434,10 @@ def main(argv=None) -> int:
       rows.append({"name": point_name(point), "point": point, "workdir": workdir,
                    "error": str(e)})
   choice = choose(rows, rankme_key)
-  text = report(rows, grid, choice, rankme_key)
-  os.makedirs(args.workdir, exist_ok=True)
-  with open(os.path.join(args.workdir, "select.md"), "w") as f:
-    f.write(text + "\n")
   summary = {"config": args.config, "config_arg": args.config_arg, "overrides": overrides,
              "grid": grid, "rankme": rankme_key, "runs": rows, **choice}
-  with open(os.path.join(args.workdir, "select.json"), "w") as f:
-    json.dump(summary, f, indent=2)
-  print(f"\n{text}\n\n({len(rows)} runs, {time.perf_counter() - start:.0f} s in all; "
-        f"written to {args.workdir}/select.md)", flush=True)
-  return 1 if any("error" in r for r in rows) else 0
+  return compare.write_report(args.workdir, "select", report(rows, grid, choice, rankme_key),
+                              summary, rows=rows, what="runs", start=start)
 
 
 if __name__ == "__main__":
