@@ -87,23 +87,32 @@ def _folder(entry: str) -> str:
 
 def run_one(entry: str, config_arg: str, workdir: str, *, rerun: bool) -> dict:
   """Trains and evaluates one ``method[:variant]`` (or reads its finished results); a table row."""
-  from ssljax import train
-
   method, variant = _split_entry(entry)
   config_arg = ",".join(a for a in (variant, config_arg) if a)
+  results = train_or_reuse(
+      entry, workdir,
+      lambda: importlib.import_module(f"experiments.{method}").get_config(config_arg or None),
+      rerun=rerun, what=f"experiments/{method}.py:{config_arg}")
+  return {"method": entry, **{k: results.get(k) for k, _ in COLUMNS}}
+
+
+def train_or_reuse(label: str, workdir: str, build_config, *, rerun: bool, what: str) -> dict:
+  """``results.json`` of ``workdir`` when a finished run is there, else trains ``build_config()``.
+
+  ``rerun`` deletes the folder first. An unfinished run in the folder is resumed.
+  """
+  from ssljax import train
 
   results_path = os.path.join(workdir, "results.json")
   if rerun and os.path.isdir(workdir):
     shutil.rmtree(workdir)
   if os.path.exists(results_path):
-    print(f"[{entry}] reusing {results_path} (--rerun trains again)", flush=True)
+    print(f"[{label}] reusing {results_path} (--rerun trains again)", flush=True)
     with open(results_path) as f:
-      results = json.load(f)
-  else:
-    config = importlib.import_module(f"experiments.{method}").get_config(config_arg or None)
-    print(f"[{entry}] training: experiments/{method}.py:{config_arg} -> {workdir}", flush=True)
-    results = train.train_and_evaluate(config, workdir)
-  return {"method": entry, **{k: results.get(k) for k, _ in COLUMNS}}
+      return json.load(f)
+  config = build_config()
+  print(f"[{label}] training: {what} -> {workdir}", flush=True)
+  return train.train_and_evaluate(config, workdir)
 
 
 def main(argv=None) -> int:

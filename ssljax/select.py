@@ -42,7 +42,6 @@ import itertools
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from typing import Any
@@ -300,19 +299,8 @@ def check_reusable(config, workdir: str) -> None:
 
 def run_one(config, point: dict[str, Any], workdir: str, *, rerun: bool) -> dict:
   """Trains one grid point (or reads its finished results); returns its row."""
-  from ssljax import train
-
   name = point_name(point)
-  results_path = os.path.join(workdir, "results.json")
-  if rerun and os.path.isdir(workdir):
-    shutil.rmtree(workdir)
-  if os.path.exists(results_path):
-    print(f"[{name}] reusing {results_path} (--rerun trains again)", flush=True)
-    with open(results_path) as f:
-      results = json.load(f)
-  else:
-    print(f"[{name}] training -> {workdir}", flush=True)
-    results = train.train_and_evaluate(config, workdir)
+  results = compare.train_or_reuse(name, workdir, lambda: config, rerun=rerun, what=name)
   keys = ("rankme", "rankme_representation", "linear_top1", "knn_top1", "wall_time_s")
   return {"name": name, "point": point, "workdir": workdir, **{k: results.get(k) for k in keys}}
 
