@@ -137,7 +137,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, method: method
   rng = jax.random.fold_in(state.rng, state.step)  # A resumed run draws the same numbers.
   view_rng, loss_rng = jax.random.split(rng)
   views = make_views(view_rng, batch["image"], method.views, bss=bss)
-  label_kwargs = {"labels": visible_labels(batch)} if method.uses_labels else {}
+  labels = visible_labels(batch)
+  label_kwargs = {"labels": labels} if method.uses_labels else {}
 
   def loss_fn(params):
     loss, (method_state, metrics, rep) = method.loss(
@@ -145,8 +146,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, method: method
     total = loss
     metrics = dict(metrics)
     if "online_probe" in params:
-      probe_loss, probe_top1 = _online_probe_loss(params["online_probe"], rep,
-                                                 visible_labels(batch))
+      probe_loss, probe_top1 = _online_probe_loss(params["online_probe"], rep, labels)
       total = total + probe_loss
       metrics.update(online_probe_loss=probe_loss, online_probe_top1=probe_top1)
     return total, (loss, method_state, metrics)

@@ -109,6 +109,13 @@ def check_positive(value, key: str) -> float:
   return float(value)
 
 
+def check_nonnegative(value, key: str) -> float:
+  """``float(value)`` or a ConfigError naming ``key`` when it is not a number >= 0."""
+  if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+    raise ConfigError(f"{key}={value!r} must be a number >= 0")
+  return float(value)
+
+
 def init_variables(module: nn.Module, rng, *args, **kwargs) -> tuple[PyTree, PyTree]:
   """``module.init`` split into ``(params, collections)``; collections hold e.g. batch_stats."""
   variables = dict(module.init(rng, *args, train=False, **kwargs))

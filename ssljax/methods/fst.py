@@ -139,10 +139,10 @@ def make(config, *, total_steps: int, steps_per_epoch: int, num_classes: int = 1
   del total_steps, steps_per_epoch
   cfg = config.fst
   steps = _check_steps(cfg.lookahead_steps, "fst.lookahead_steps")
-  virtual_lr = st.check_nonnegative(cfg.virtual_lr, "fst.virtual_lr")
+  virtual_lr = _common.check_nonnegative(cfg.virtual_lr, "fst.virtual_lr")
   alpha = _check_alpha(cfg.ema_alpha, "fst.ema_alpha")
   threshold = st.check_threshold(cfg.threshold, "fst.threshold")
-  weight = st.check_nonnegative(cfg.unlabelled_weight, "fst.unlabelled_weight")
+  weight = _common.check_nonnegative(cfg.unlabelled_weight, "fst.unlabelled_weight")
   views = _common.view_recipes(config, VIEW_NAMES)
   st.check_views(views, VIEW_NAMES)
   net = st.classifier_net(config, num_classes)

@@ -121,10 +121,6 @@ def _config_int(value, key: str, *, low: int) -> int:
   return int(value)
 
 
-def _config_nonneg(value, key: str) -> float:
-  if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-    raise ConfigError(f"{key}={value!r} must be a number >= 0")
-  return float(value)
 
 
 def build(net: nn.Module, predictor: nn.Module, projector_m: nn.Module, predictor_m: nn.Module,
@@ -239,13 +235,13 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
                       "pool is the rest of the batch); lower myow.knn_k")
   if m.layout not in LAYOUTS:
     raise ConfigError(f"myow.layout={m.layout!r} must be one of {LAYOUTS}")
-  warmup = _config_nonneg(m.warmup_epochs, "myow.warmup_epochs")
-  rampup = _config_nonneg(m.rampup_epochs, "myow.rampup_epochs")
+  warmup = _common.check_nonnegative(m.warmup_epochs, "myow.warmup_epochs")
+  rampup = _common.check_nonnegative(m.rampup_epochs, "myow.rampup_epochs")
   if rampup < warmup:
     raise ConfigError(f"myow.rampup_epochs={rampup} must be >= myow.warmup_epochs={warmup} (it "
                       "is the epoch at which the ramp ends, not the ramp's length)")
   schedule = dict(warmup_epochs=warmup, rampup_epochs=rampup,
-                  max_weight=_config_nonneg(m.max_weight, "myow.max_weight"),
+                  max_weight=_common.check_nonnegative(m.max_weight, "myow.max_weight"),
                   steps_per_epoch=steps_per_epoch)
   views = _common.view_recipes(config, VIEW_NAMES)
   if views[0].size != views[1].size:

@@ -168,10 +168,6 @@ def check_threshold(value, key: str) -> float:
   return float(value)
 
 
-def check_nonnegative(value, key: str) -> float:
-  if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0.0:
-    raise ConfigError(f"{key}={value!r} must be a number >= 0")
-  return float(value)
 
 
 def check_views(views, names=VIEW_NAMES) -> None:
@@ -199,7 +195,7 @@ def make(config, *, total_steps: int, steps_per_epoch: int, num_classes: int = 1
   del total_steps, steps_per_epoch
   cfg = config.self_training
   threshold = check_threshold(cfg.threshold, "self_training.threshold")
-  weight = check_nonnegative(cfg.unlabelled_weight, "self_training.unlabelled_weight")
+  weight = _common.check_nonnegative(cfg.unlabelled_weight, "self_training.unlabelled_weight")
   views = _common.view_recipes(config, VIEW_NAMES)
   check_views(views)
   net = classifier_net(config, num_classes)
