@@ -1,0 +1,294 @@
+r"""Plans a run before renting the hardware: compiles the train step for N devices, runs nothing.
+
+  python -m ssljax.plan --config=experiments/barlow.py:data=imagenet2012 --devices=8,64,256
+  python -m ssljax.plan --config=experiments/barlow.py:runlocal --devices=2,4 --json
+
+For every device count it builds the run (``train.build``) on that many fake CPU devices, lowers
+and compiles the jitted train step on abstract inputs (``ShapeDtypeStruct`` state and batch, so no
+array is allocated) and prints, per device: the state (params + optimizer + method state) bytes
+from the state's shardings, XLA's ``memory_analysis()`` (argument, output, temp, alias and
+generated-code bytes), an estimated peak, XLA's ``cost_analysis()`` FLOPs, the per-device batch
+and the compile time. Any ``--config.<key>=...`` override is honoured (``sharding_rules``,
+``input.batch_size``, ``compute_dtype``, ...).
+
+How to read the numbers:
+
+* They come from the **CPU** compiler (device counts are faked with
+  ``--xla_force_host_platform_device_count``, one subprocess per count). Buffer assignment,
+  fusion and rematerialisation on GPU/TPU differ, so treat memory as an estimate of the order of
+  magnitude: the state bytes are exact, the activation (temp) bytes are usually an upper bound of
+  what a GPU/TPU compiler needs.
+* ``peak`` = argument + output + temp - alias bytes: everything live at once if no buffer is freed
+  early; the donated state is counted once (its output aliases the argument).
+* ``flops`` is XLA's HLO cost analysis of the partitioned program, i.e. **per device** (checked by
+  planning 1 vs 2 devices: the per-device count halves, the global count stays put). The global
+  step is ``flops x devices``. Multiply-add counts as 2; XLA's count of convolutions and dots is
+  the usual one, elementwise ops count 1 per element.
+* The batch is uint8 images of the shape the input pipeline yields for the recipe's data set
+  (``batch_shape`` in the output), with that data set's class count and train size (which set the
+  online probe size and the schedule, not the step cost); nothing is read from disk.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+# What the input pipeline yields per data set: (image shape, classes, train examples). Data sets
+# whose images are resized on the host (imagenet2012, imagenette, folder) use input.data.image_size.
+_KNOWN_DATA = {
+    "digits": ((8, 8, 1), 10, 1347),
+    "ssljax_digits": ((8, 8, 1), 10, 1347),
+    "cifar10": ((32, 32, 3), 10, 50_000),
+    "cifar100": ((32, 32, 3), 100, 50_000),
+    "stl10": ((96, 96, 3), 10, 5_000),
+    "imagenette": (None, 10, 9_469),
+    "imagenet2012": (None, 1000, 1_281_167),
+}
+_RESIZED = ("imagenet2012", "imagenette", "folder")
+_DEFAULT_CLASSES, _DEFAULT_TRAIN = 1000, 1_281_167  # Unknown data: ImageNet-sized (upper bound).
+_MARK = "SSLJAX_PLAN_JSON "
+_CONFIG = _DEVICES = _JSON = _CHILD = None  # absl flag holders, set by _define_flags().
+NOTE = ("numbers from the CPU compiler (fake devices): memory is an estimate (GPU/TPU buffer "
+        "assignment and fusion differ; temp is usually an upper bound), flops are XLA's HLO count "
+        "per device; peak = argument + output + temp - alias")
+
+
+def parse_devices(text: str) -> list[int]:
+  """``'8,64,256'`` -> ``[8, 64, 256]``; a ConfigError for empty, non-integer or < 1 entries."""
+  from ssljax.errors import ConfigError
+
+  counts = []
+  for item in str(text).split(","):
+    item = item.strip()
+    try:
+      count = int(item)
+    except ValueError:
+      count = 0
+    if count < 1:
+      raise ConfigError(f"--devices={text}: entry {item!r} is not a positive integer; pass a "
+                        "comma-separated list such as --devices=8,64,256")
+    counts.append(count)
+  return counts
+
+
+def synthetic_info(config):
+  """A DatasetInfo for the recipe's data set without reading it (see the module docstring)."""
+  from ssljax import data
+
+  name = str(config.input.data.name)
+  shape, classes, num_train = _KNOWN_DATA.get(name, (None, _DEFAULT_CLASSES, _DEFAULT_TRAIN))
+  if shape is None:
+    side = (int(config.input.data.image_size) if name in _RESIZED
+            else int(config.input.image_size))
+    shape = (side, side, 3)
+  return data.DatasetInfo(name=name, num_classes=classes, image_shape=tuple(shape),
+                          num_train=num_train, num_eval=1)
+
+
+def _shard_bytes(leaf) -> int:
+  shape = leaf.sharding.shard_shape(leaf.shape)
+  return math.prod(shape) * leaf.dtype.itemsize
+
+
+def plan_here(config) -> dict:
+  """Plans ``config`` on this process's devices (all of them); returns the JSON-able record."""
+  import jax
+  import numpy as np
+
+  from ssljax import sharding, train
+
+  info = synthetic_info(config)
+  t0 = time.perf_counter()
+  run = train.build(config, info=info)
+  batch_size = int(config.input.batch_size)
+  batch_sh = sharding.batch_sharding(run.mesh)
+  batch = {
+      "image": jax.ShapeDtypeStruct((batch_size, *info.image_shape), np.uint8, sharding=batch_sh),
+      "label": jax.ShapeDtypeStruct((batch_size,), np.int32, sharding=batch_sh),
+  }
+  if train.label_fraction(config) < 1.0:
+    batch["labelled"] = jax.ShapeDtypeStruct((batch_size,), np.bool_, sharding=batch_sh)
+  t1 = time.perf_counter()
+  lowered = run.step_fn.lower(run.abstract_state, batch)
+  t2 = time.perf_counter()
+  compiled = lowered.compile()
+  t3 = time.perf_counter()
+
+  state = run.abstract_state
+  parts = {
+      "params": state.params, "opt_state": state.opt_state, "method_state": state.method_state,
+  }
+  part_bytes = {k: sum(_shard_bytes(x) for x in jax.tree.leaves(v)) for k, v in parts.items()}
+  state_bytes = sum(_shard_bytes(x) for x in jax.tree.leaves(state))
+  num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
+
+  mem = compiled.memory_analysis()
+  memory = {
+      "argument": int(mem.argument_size_in_bytes), "output": int(mem.output_size_in_bytes),
+      "temp": int(mem.temp_size_in_bytes), "alias": int(mem.alias_size_in_bytes),
+      "generated_code": int(mem.generated_code_size_in_bytes),
+  }
+  peak = memory["argument"] + memory["output"] + memory["temp"] - memory["alias"]
+  cost = compiled.cost_analysis()
+  if isinstance(cost, list | tuple):  # Older JAX: one dict per program.
+    cost = cost[0] if cost else {}
+  flops = float((cost or {}).get("flops", float("nan")))
+  devices = jax.device_count()
+  data_shards = sharding.data_axis_size(run.mesh)
+  return {
+      "devices": devices, "backend": jax.default_backend(),
+      "mesh": {str(k): int(v) for k, v in run.mesh.shape.items()},
+      "method": str(config.method), "encoder": str(config.encoder.name),
+      "global_batch": batch_size, "batch_per_device": batch_size // data_shards,
+      "batch_shape": [batch_size, *info.image_shape], "views": len(run.method.views),
+      "num_params": int(num_params),
+      "state_bytes_per_device": int(state_bytes),
+      **{f"{k}_bytes_per_device": int(v) for k, v in part_bytes.items()},
+      "memory_per_device": memory, "peak_bytes_per_device": int(peak),
+      "flops_per_device": flops, "flops_global": flops * devices,
+      "build_s": round(t1 - t0, 2), "lower_s": round(t2 - t1, 2), "compile_s": round(t3 - t2, 2),
+  }
+
+
+def _child_env(count: int) -> dict[str, str]:
+  env = dict(os.environ)
+  kept = [f for f in env.get("XLA_FLAGS", "").split()
+          if not f.startswith("--xla_force_host_platform_device_count")]
+  env["XLA_FLAGS"] = " ".join([*kept, f"--xla_force_host_platform_device_count={count}"])
+  env["JAX_PLATFORMS"] = "cpu"  # The fake devices are CPU devices, also on a GPU machine.
+  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  return env
+
+
+def plan_in_subprocess(count: int, argv: list[str]) -> dict:
+  """Runs ``python -m ssljax.plan <argv> --devices=<count> --_child``; returns its record.
+
+  Raises:
+    UserError: the child failed (its ``error:`` line, or its last stderr line if it crashed).
+  """
+  from ssljax.errors import UserError
+
+  cmd = [sys.executable, "-m", "ssljax.plan", *argv, f"--devices={count}", "--_child",
+         "--nojson"]
+  proc = subprocess.run(cmd, env=_child_env(count), capture_output=True, text=True)
+  records = [line[len(_MARK):] for line in proc.stdout.splitlines() if line.startswith(_MARK)]
+  if proc.returncode == 0 and records:
+    return json.loads(records[-1])
+  lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+  last = lines[-1] if lines else f"no output (exit status {proc.returncode})"
+  if last.startswith("error: "):
+    raise UserError(f"{count} devices: {last[len('error: '):]}")
+  raise UserError(f"planning for {count} devices crashed (exit status {proc.returncode}): {last}")
+
+
+def _size(n: float) -> str:
+  for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+    if abs(n) >= scale:
+      return f"{n / scale:.2f} {unit}"
+  return f"{int(n)} B"
+
+
+def _flops(n: float) -> str:
+  for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
+    if abs(n) >= scale:
+      return f"{n / scale:.2f} {unit}"
+  return f"{n:.0f}"
+
+
+def format_table(records: list[dict]) -> str:
+  """One aligned text table of plan records, one row per device count."""
+  header = ["devices", "batch/dev", "state/dev", "argument", "output", "temp", "alias", "code",
+            "peak/dev", "flops/dev", "flops/step", "compile_s"]
+  rows = [header]
+  for r in records:
+    m = r["memory_per_device"]
+    rows.append([str(r["devices"]), str(r["batch_per_device"]), _size(r["state_bytes_per_device"]),
+                 _size(m["argument"]), _size(m["output"]), _size(m["temp"]), _size(m["alias"]),
+                 _size(m["generated_code"]), _size(r["peak_bytes_per_device"]),
+                 _flops(r["flops_per_device"]), _flops(r["flops_global"]),
+                 f"{r['lower_s'] + r['compile_s']:.1f}"])
+  widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+  return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+
+
+def _describe(config, records: list[dict]) -> str:
+  r = records[0]
+  rules = [tuple(x) for x in config.sharding_rules]
+  dtype = config.get("compute_dtype", "float32")
+  return (f"plan: {r['method']} / {r['encoder']}, global batch {r['global_batch']} of "
+          f"{'x'.join(str(d) for d in r['batch_shape'][1:])} uint8, {r['views']} views, "
+          f"{r['num_params']:,} params, compute {dtype}, sharding_rules {rules}")
+
+
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+def _define_flags() -> None:
+  """Defines the command's flags (only when run as a command, so importing this module is free)."""
+  global _CONFIG, _DEVICES, _JSON, _CHILD
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", None, "Experiment file, e.g. experiments/barlow.py[:variant].", lock_config=True)
+  _DEVICES = flags.DEFINE_string("devices", "8", "Comma-separated device counts, e.g. 8,64,256.")
+  _JSON = flags.DEFINE_bool("json", False, "Print one JSON document instead of the table.")
+  _CHILD = flags.DEFINE_bool("_child", False, "Internal: plan one count in this process.")
+  flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from ssljax.errors import UserError
+
+  try:
+    config = _CONFIG.value
+    config.method  # noqa: B018 - a config file that failed to load raises on first access.
+    if _CHILD.value:
+      print(_MARK + json.dumps(plan_here(config)), flush=True)
+      return
+    counts = parse_devices(_DEVICES.value)
+    passed = sys.argv[1:]  # The child's own --devices/--nojson come last and win.
+    records = []
+    for count in counts:
+      print(f"compiling for {count} devices ...", file=sys.stderr, flush=True)
+      records.append(plan_in_subprocess(count, passed))
+      r = records[-1]
+      print(f"  {count} devices: compiled in {r['lower_s'] + r['compile_s']:.1f} s",
+            file=sys.stderr, flush=True)
+  except UserError as e:
+    _fail(str(e))
+  if _JSON.value:
+    print(json.dumps({"note": NOTE, "plans": records}, indent=1))
+  else:
+    print(_describe(config, records))
+    print(format_table(records))
+    print(f"note: {NOTE}")
+
+
+def _parse_flags(argv):
+  """absl flag parsing, with a bad config or flag reported as one ``error:`` line."""
+  from ssljax.errors import UserError
+
+  try:
+    return flags.FLAGS(argv)
+  except UserError as e:  # Raised by an experiment's get_config (e.g. an unknown variant).
+    _fail(str(e))
+  except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    _fail(lines[-1] if lines else type(e).__name__)
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main, flags_parser=_parse_flags)

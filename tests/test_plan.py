@@ -1,0 +1,111 @@
+"""``python -m ssljax.plan``: the train step compiled for N fake devices, memory and FLOPs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ssljax import plan
+from ssljax.errors import ConfigError, UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = "--config=experiments/barlow.py:runlocal"  # batch 16 of 8x8x1 digits, ResNet-18 width 4
+
+
+def _plan(*args):
+  return subprocess.run([sys.executable, "-m", "ssljax.plan", CONFIG, *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def plans():
+  proc = _plan("--devices=2,4", "--json")
+  assert proc.returncode == 0, proc.stderr
+  assert "compiling for 2 devices" in proc.stderr and "compiling for 4 devices" in proc.stderr
+  doc = json.loads(proc.stdout)
+  assert "CPU compiler" in doc["note"]
+  return {p["devices"]: p for p in doc["plans"]}
+
+
+def test_fields_present_and_positive(plans):
+  assert sorted(plans) == [2, 4]
+  for p in plans.values():
+    assert p["backend"] == "cpu" and p["mesh"] == {"data": p["devices"]}
+    for key in ("state_bytes_per_device", "params_bytes_per_device", "opt_state_bytes_per_device",
+                "peak_bytes_per_device", "flops_per_device", "flops_global", "num_params",
+                "compile_s"):
+      assert p[key] > 0, key
+    for key in ("argument", "output", "temp", "alias"):
+      assert p["memory_per_device"][key] > 0, key
+    assert p["memory_per_device"]["generated_code"] >= 0
+    m = p["memory_per_device"]
+    assert p["peak_bytes_per_device"] == m["argument"] + m["output"] + m["temp"] - m["alias"]
+
+
+def test_batch_and_memory_accounting(plans):
+  assert plans[2]["batch_per_device"] == 8 and plans[4]["batch_per_device"] == 4
+  for p in plans.values():
+    assert p["batch_shape"] == [16, 8, 8, 1]  # What the digits pipeline yields.
+    b = p["batch_per_device"]
+    # Replicated state: the same bytes on every device; 4 bytes per float32 parameter.
+    assert p["state_bytes_per_device"] == plans[2]["state_bytes_per_device"]
+    assert p["params_bytes_per_device"] == 4 * p["num_params"]
+    # XLA's argument bytes = our state bytes + this device's 8x8x1 uint8 images (the labels are
+    # unused by Barlow Twins without the online probe, and jax.jit drops unused inputs).
+    assert p["memory_per_device"]["argument"] == p["state_bytes_per_device"] + b * 64
+    # The donated state is aliased to the new state, all of it.
+    assert p["memory_per_device"]["alias"] == p["state_bytes_per_device"]
+
+
+def test_flops_are_per_device(plans):
+  f2, f4 = plans[2]["flops_per_device"], plans[4]["flops_per_device"]
+  assert 1.6 < f2 / f4 < 2.2  # Half the batch per device: about half the work.
+  # The global step's work does not depend on how it is split (replicated optimizer work aside).
+  g2, g4 = plans[2]["flops_global"], plans[4]["flops_global"]
+  assert g2 == pytest.approx(2 * f2) and abs(g4 / g2 - 1) < 0.15
+
+
+def test_table_output():
+  table = plan.format_table([{
+      "devices": 8, "batch_per_device": 256, "state_bytes_per_device": 3 * 2**30,
+      "memory_per_device": {"argument": 2**20, "output": 2**20, "temp": 5 * 2**30,
+                            "alias": 2**20, "generated_code": 0},
+      "peak_bytes_per_device": 5 * 2**30 + 2**20, "flops_per_device": 1.5e12,
+      "flops_global": 12e12, "lower_s": 1.0, "compile_s": 2.5}])
+  header, row = table.splitlines()
+  assert len(header) == len(row)
+  assert "3.00 GiB" in row and "1.50 T" in row and "12.00 T" in row and "3.5" in row
+
+
+@pytest.mark.parametrize("devices, message", [
+    ("0", "entry '0' is not a positive integer"),
+    ("2,x", "entry 'x' is not a positive integer"),
+    ("-4", "entry '-4'"),
+    ("3", "3 devices: input.batch_size=16 does not divide over 3 data-parallel devices"),
+])
+def test_bad_devices(devices, message):
+  proc = _plan(f"--devices={devices}")
+  assert proc.returncode == 2, proc.stderr
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and message in errors[0], proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+def test_parse_devices():
+  assert plan.parse_devices("8, 64,256") == [8, 64, 256]
+  for bad in ("", "8,", "1.5", "0"):
+    with pytest.raises(ConfigError, match="--devices"):
+      plan.parse_devices(bad)
+
+
+def test_crashed_child_reports_its_last_line(monkeypatch):
+  def fake_run(cmd, **kwargs):
+    assert "--devices=2" in cmd and "--_child" in cmd
+    assert "--xla_force_host_platform_device_count=2" in kwargs["env"]["XLA_FLAGS"]
+    return subprocess.CompletedProcess(cmd, -9, stdout="", stderr="Traceback ...\nKilled\n")
+
+  monkeypatch.setattr(plan.subprocess, "run", fake_run)
+  with pytest.raises(UserError, match=r"planning for 2 devices crashed \(exit status -9\): Killed"):
+    plan.plan_in_subprocess(2, [CONFIG])
