@@ -118,9 +118,18 @@ def _online_probe_loss(probe, rep_bf, labels_b):
   return jnp.sum(ce * seen) / count, top1
 
 
+def _microbatches(x: jax.Array, k: int) -> jax.Array:
+  """[B, ...] -> [k, B / k, ...]; microbatch j takes rows j, j + k, j + 2k, ...
+
+  Strided rather than contiguous, so that every device's rows of a ``data``-sharded batch stay on
+  that device (each microbatch is itself evenly sharded; no data moves between devices).
+  """
+  return jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, method: methods.Method,
-               tx: optax.GradientTransformation, bss: tuple[float, float] | None = None
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
+               tx: optax.GradientTransformation, bss: tuple[float, float] | None = None,
+               grad_accum_steps: int = 1) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimisation step on a global batch: augment, loss, update, method update.
 
   Args:
@@ -130,19 +139,26 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, method: method
     method: the method's functions (static).
     tx: the optimiser (static).
     bss: ``(r_min, r_max)`` of batch style standardisation, or None (static).
+    grad_accum_steps: k > 1 splits the augmented batch into k microbatches of B / k, runs the
+      loss and its gradient on each in turn (``lax.scan``: activations of one microbatch live at a
+      time) and applies the mean gradient once. State the loss threads through (BatchNorm
+      statistics) is carried from one microbatch to the next. For a loss that is a mean of
+      per-sample terms with no batch statistics this equals the big-batch step; losses over the
+      batch (contrastive negatives, cross-correlations, BatchNorm) see B / k samples at a time.
 
   Returns:
-    The new state and a dict of scalar metrics (``loss``, method metrics, ``finite``).
+    The new state and a dict of scalar metrics (``loss``, method metrics, ``finite``); with
+    microbatches each is the mean over them.
   """
   rng = jax.random.fold_in(state.rng, state.step)  # A resumed run draws the same numbers.
   view_rng, loss_rng = jax.random.split(rng)
   views = make_views(view_rng, batch["image"], method.views, bss=bss)
   labels = visible_labels(batch)
-  label_kwargs = {"labels": labels} if method.uses_labels else {}
 
-  def loss_fn(params):
+  def loss_fn(params, method_state, views, labels, rng):
+    label_kwargs = {"labels": labels} if method.uses_labels else {}
     loss, (method_state, metrics, rep) = method.loss(
-        params["method"], state.method_state, views, loss_rng, **label_kwargs)
+        params["method"], method_state, views, rng, **label_kwargs)
     total = loss
     metrics = dict(metrics)
     if "online_probe" in params:
@@ -151,7 +167,29 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, method: method
       metrics.update(online_probe_loss=probe_loss, online_probe_top1=probe_top1)
     return total, (loss, method_state, metrics)
 
-  grads, (loss, method_state, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
+  grad_fn = jax.grad(loss_fn, has_aux=True)
+  if grad_accum_steps == 1:
+    grads, (loss, method_state, metrics) = grad_fn(
+        state.params, state.method_state, views, labels, loss_rng)
+  else:
+    k = grad_accum_steps
+
+    def micro(carry, xs):
+      grad_sum, method_state = carry
+      views_j, labels_j, j = xs
+      grads, (loss, method_state, metrics) = grad_fn(
+          state.params, method_state, views_j, labels_j, jax.random.fold_in(loss_rng, j))
+      grad_sum = jax.tree.map(jnp.add, grad_sum, grads)
+      return (grad_sum, method_state), (loss, metrics)
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    xs = ([_microbatches(v, k) for v in views], _microbatches(labels, k), jnp.arange(k))
+    (grad_sum, method_state), (losses, metrics) = jax.lax.scan(
+        micro, (zeros, state.method_state), xs)
+    grads = jax.tree.map(lambda g: g / k, grad_sum)
+    loss = jnp.mean(losses)
+    metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   method_state = method.update(params["method"], method_state, state.step)
@@ -209,6 +247,7 @@ def build(config, info: data.DatasetInfo | None = None) -> Run:
   if batch_size <= 0:
     raise ConfigError(f"input.batch_size={batch_size} must be positive")
   sharding.check_batch_divides(batch_size, mesh, jax.process_count())
+  accum = accum_steps_of(config, mesh)
   label_fraction(config)  # A bad value fails here, before anything compiles.
   info = data.get_info(config.input.data) if info is None else info
   steps_per_epoch = max(1, info.num_train // batch_size)
@@ -224,7 +263,8 @@ def build(config, info: data.DatasetInfo | None = None) -> Run:
   abstract = jax.eval_shape(init_fn, rng)
   state_sh = sharding.tree_shardings(abstract, mesh, config.sharding_rules)
   step_fn = jax.jit(
-      functools.partial(train_step, method=method, tx=tx, bss=bss_setting(config)),
+      functools.partial(train_step, method=method, tx=tx, bss=bss_setting(config),
+                        grad_accum_steps=accum),
       in_shardings=(state_sh, sharding.batch_sharding(mesh)),
       out_shardings=(state_sh, sharding.replicated(mesh)),
       donate_argnums=(0,),
@@ -233,6 +273,20 @@ def build(config, info: data.DatasetInfo | None = None) -> Run:
                           abstract, state_sh)
   return Run(config, mesh, method, tx, schedule, info, total, steps_per_epoch, state_sh, abstract,
              init_fn, step_fn)
+
+
+def accum_steps_of(config, mesh: jax.sharding.Mesh) -> int:
+  """``grad_accum_steps`` (1 when absent), checked to split the batch evenly over devices."""
+  k = config.get("grad_accum_steps", 1)
+  if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    raise ConfigError(f"grad_accum_steps={k!r} must be an integer >= 1 (1 = no accumulation)")
+  batch_size = int(config.input.batch_size)
+  n = sharding.data_axis_size(mesh)
+  if batch_size % (k * n):
+    raise ConfigError(
+        f"input.batch_size={batch_size} does not split into grad_accum_steps={k} microbatches over "
+        f"{n} data-parallel devices; use a batch size that is a multiple of {k * n}")
+  return k
 
 
 def label_fraction(config) -> float:

@@ -63,6 +63,24 @@ def is_vit(config) -> bool:
   return str(config.encoder.name).startswith("vit")
 
 
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(config):
+  """``config.compute_dtype`` as a JAX dtype (float32 when the config has no such field).
+
+  ``'bfloat16'`` is mixed precision: the encoder, projector and decoder compute in bfloat16 while
+  parameters, optimiser state, BatchNorm statistics (Flax reduces them in float32) and every loss
+  stay float32. Encoders and heads return float32 features, so cross-correlations, softmaxes and
+  normalisations inside the losses never run in bfloat16.
+  """
+  name = config.get("compute_dtype", "float32")
+  if name not in COMPUTE_DTYPES:
+    raise ConfigError(f"compute_dtype={name!r} is not supported; choose one of "
+                      f"{', '.join(COMPUTE_DTYPES)}")
+  return COMPUTE_DTYPES[name]
+
+
 def make_backbone(config) -> tuple[nn.Module, int]:
   """The encoder named by ``config.encoder.name`` (a ResNet, or a ViT such as ``'vit:S/16'``).
 
@@ -82,24 +100,33 @@ def make_backbone(config) -> tuple[nn.Module, int]:
     for key, size in sizes.items():
       vit.check_patch_divides(size, patch, key=key, name=enc.name)
     native = next(iter(sizes.values()))
-    return vit.make_vit(enc.name, image_size=native, posemb=enc.get("posemb", "learn"))
+    return vit.make_vit(enc.name, image_size=native, posemb=enc.get("posemb", "learn"),
+                        dtype=compute_dtype(config))
   return make_encoder(enc.name, stem=enc.get("stem", "imagenet"), width=enc.get("width", 64),
-                      zero_init_residual=enc.get("zero_init_residual", False))
+                      zero_init_residual=enc.get("zero_init_residual", False),
+                      dtype=compute_dtype(config))
 
 
 def encoder_projector(config) -> EncoderHead:
-  """``EncoderHead(backbone, projector)`` from ``config.encoder`` and ``config.projector``."""
+  """``EncoderHead(backbone, projector)`` from ``config.encoder`` and ``config.projector``.
+
+  Both compute in ``config.compute_dtype``; other heads (predictors, classifiers) stay float32.
+  """
   encoder, _ = make_backbone(config)
-  return EncoderHead(encoder=encoder, head=make_mlp(config.projector, where="projector"))
+  return EncoderHead(encoder=encoder, head=make_mlp(config.projector, where="projector",
+                                                    dtype=compute_dtype(config)))
 
 
-def make_mlp(cfg, *, where: str) -> MLP:
-  """An MLP head from a config entry with ``hidden_dims``, ``out_dim`` and optional flags."""
+def make_mlp(cfg, *, where: str, dtype=jnp.float32) -> MLP:
+  """An MLP head from a config entry with ``hidden_dims``, ``out_dim`` and optional flags.
+
+  ``dtype`` is the compute dtype; parameters and the output stay float32.
+  """
   hidden = tuple(int(d) for d in cfg.hidden_dims)
   if int(cfg.out_dim) < 1 or any(d < 1 for d in hidden):
     raise ConfigError(f"{where}: hidden_dims={hidden} and out_dim={cfg.out_dim} must be >= 1")
   return MLP(hidden_dims=hidden, out_dim=int(cfg.out_dim), use_bias=cfg.get("use_bias", True),
-             last_bn=cfg.get("last_bn", False), hidden_bn=cfg.get("hidden_bn", True))
+             last_bn=cfg.get("last_bn", False), hidden_bn=cfg.get("hidden_bn", True), dtype=dtype)
 
 
 def check_positive(value, key: str) -> float:

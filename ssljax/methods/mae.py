@@ -33,7 +33,7 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   encoder, _ = _common.make_backbone(config)
   patch = encoder.patch
   decoder = vit.MAEDecoder(patch=patch, width=int(m.decoder_width), depth=int(m.decoder_depth),
-                           num_heads=int(m.decoder_heads))
+                           num_heads=int(m.decoder_heads), dtype=_common.compute_dtype(config))
   norm_pix = bool(m.norm_pix)
 
   def init(rng, images_bhwc):
