@@ -1,16 +1,41 @@
 """Mesh and shardings: the only module that names a PartitionSpec.
 
 Experiments declare ``config.mesh = (("data", -1),)`` (axis name -> size, -1 = all remaining
-devices) and ``config.sharding_rules = ((".*", "replicate"),)`` (regex over ``/``-joined parameter
-paths -> rule; the first match wins). Tuples, not lists, so the command line can override them.
-Batches are sharded on ``data``.
+devices) and ``config.sharding_rules = ((".*", "replicate"),)``: ``(regex, rule)`` pairs over the
+``/``-joined paths of the whole TrainState (``step``, ``rng``, ``params/method/encoder/...``,
+``opt_state/0/mu/method/encoder/...``, ``method_state/...``); for each leaf the first pattern that
+matches (``re.search``) wins. Tuples, not lists, so the command line can override them. Batches are
+always sharded on ``data``.
+
+Rules:
+
+* ``"replicate"``: every device holds the whole leaf (plain data parallelism).
+* ``"fsdp"`` (fully sharded data parallel, ZeRO-3 style): the leaf is split along the ``data`` axis
+  on its largest dimension divisible by the data-axis size (on a tie, the last such dimension), so
+  each of the N data-parallel devices holds 1/N of it. Leaves with fewer than 2**14 elements
+  (biases, norm scales, counters), scalars and leaves without a divisible dimension stay
+  replicated; ``"fsdp:<min_elements>"`` sets that threshold (``"fsdp:0"`` shards every leaf that
+  can be split). The optimizer state mirrors the parameter paths, so ``((".*", "fsdp"),)`` shards
+  parameters, their optimizer moments and parameter-shaped method state (EMA teachers) alike.
+  Use it when params + optimizer state do not fit on one device, or to free memory for a larger
+  batch: inside the jitted step XLA all-gathers each weight where it is used and reduce-scatters
+  its gradient, so the results equal the replicated run (up to float reduction order) at the cost
+  of that extra communication. With one data-parallel device it is the same as ``"replicate"``.
+  Every ``fsdp`` pattern must match some leaf (a typo is an error, not a silent replication).
+
+See the paths and the resulting per-device bytes of a config with::
+
+  python -m ssljax.sharding --config=experiments/mae.py:data=imagenet2012 \
+      --config.sharding_rules='((".*", "fsdp"),)'
 """
 
 from __future__ import annotations
 
+import collections
 import math
 import re
-from typing import Any, Sequence
+import sys
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -18,7 +43,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ssljax.errors import ConfigError
 
-RULES = ("replicate",)
+RULES = ("replicate", "fsdp", "fsdp:<min_elements>")
+# Below this many elements a leaf is cheaper to replicate than to gather in every step.
+FSDP_MIN_ELEMENTS = 2**14
+PATHS_HINT = "list the state's paths with `python -m ssljax.sharding --config=<your config>`"
 
 
 def make_mesh(mesh_cfg: Sequence[Sequence[Any]], devices=None) -> Mesh:
@@ -76,40 +104,140 @@ def path_str(path) -> str:
   return "/".join(parts)
 
 
+def leaf_paths(tree) -> list[str]:
+  """The ``/``-joined path of every leaf of ``tree``, in tree order (what the rules match)."""
+  return [path_str(p) for p, _ in jax.tree_util.tree_leaves_with_path(tree)]
+
+
+class Rule(NamedTuple):
+  """One parsed ``(regex, rule)`` pair of ``config.sharding_rules``."""
+
+  pattern: re.Pattern
+  kind: str  # "replicate" or "fsdp".
+  min_elements: int  # fsdp: leaves with fewer elements stay replicated.
+
+
+def parse_rules(rules: Sequence[Sequence[str]]) -> list[Rule]:
+  """Parses ``config.sharding_rules``; raises ConfigError naming a bad pattern or rule."""
+  try:
+    pairs = [(re.compile(pattern), str(rule).strip()) for pattern, rule in rules]
+  except (TypeError, ValueError, re.error) as e:
+    raise ConfigError(
+        f"sharding_rules={rules!r} must be a list of (regex, rule) pairs: {e}"
+    ) from None
+  parsed = []
+  for pattern, rule in pairs:
+    kind, colon, arg = rule.partition(":")
+    kind = kind.strip()
+    if kind == "replicate" and not colon:
+      parsed.append(Rule(pattern, "replicate", 0))
+    elif kind == "fsdp":
+      min_elements = FSDP_MIN_ELEMENTS
+      if colon:
+        try:
+          min_elements = int(arg.strip())
+        except ValueError:
+          min_elements = -1
+        if min_elements < 0:
+          raise ConfigError(
+              f"sharding_rules: rule {rule!r} for {pattern.pattern!r} is malformed; write 'fsdp' "
+              f"(leaves of >= {FSDP_MIN_ELEMENTS} elements) or 'fsdp:<min_elements>' with an "
+              "integer >= 0, e.g. 'fsdp:0'")
+      parsed.append(Rule(pattern, "fsdp", min_elements))
+    else:
+      raise ConfigError(
+          f"sharding_rules: rule {rule!r} for {pattern.pattern!r} is unknown; choose from {RULES}"
+      )
+  return parsed
+
+
+def fsdp_spec(shape: Sequence[int], data_size: int, *, min_elements: int = FSDP_MIN_ELEMENTS
+              ) -> PartitionSpec:
+  """The ``fsdp`` rule's PartitionSpec for a leaf of ``shape`` on a data axis of ``data_size``.
+
+  ``"data"`` goes on the largest dimension divisible by ``data_size`` (the last one on a tie);
+  scalars, leaves of fewer than ``min_elements`` elements and leaves without such a dimension are
+  replicated (``PartitionSpec()``).
+  """
+  shape = tuple(int(d) for d in shape)
+  if data_size <= 1 or not shape or math.prod(shape) < min_elements:
+    return PartitionSpec()
+  divisible = [i for i, d in enumerate(shape) if d >= data_size and d % data_size == 0]
+  if not divisible:
+    return PartitionSpec()
+  axis = max(divisible, key=lambda i: (shape[i], i))
+  return PartitionSpec(*[("data" if i == axis else None) for i in range(len(shape))])
+
+
 def tree_shardings(tree, mesh: Mesh, rules: Sequence[Sequence[str]]):
   """Maps a pytree of arrays (or ShapeDtypeStructs) to NamedShardings by regex rules over paths.
 
   Args:
     tree: the pytree (e.g. ``jax.eval_shape`` of the state initialiser).
     mesh: the device mesh.
-    rules: ``[(regex, rule), ...]``; ``rule`` is one of :data:`RULES`. Every leaf must match a rule.
+    rules: ``[(regex, rule), ...]``; ``rule`` is ``"replicate"``, ``"fsdp"`` or
+      ``"fsdp:<min_elements>"`` (module docstring). Every leaf must match a rule and every fsdp
+      pattern must match at least one leaf.
 
   Returns:
     A pytree of ``NamedSharding`` with the structure of ``tree``.
   """
-  try:
-    compiled = [(re.compile(pattern), str(rule)) for pattern, rule in rules]
-  except (TypeError, ValueError, re.error) as e:
-    raise ConfigError(
-        f"sharding_rules={rules!r} must be a list of (regex, rule) pairs: {e}"
-    ) from None
-  for pattern, rule in compiled:
-    if rule not in RULES:
+  parsed = parse_rules(rules)
+  paths = leaf_paths(tree)
+  for rule in parsed:
+    if rule.kind == "fsdp" and not any(rule.pattern.search(p) for p in paths):
+      example = next((p for p in paths if p.startswith("params/")), paths[0] if paths else "")
       raise ConfigError(
-          f"sharding_rules: rule {rule!r} for {pattern.pattern!r} is unknown; choose from {RULES}"
-      )
+          f"sharding_rules: fsdp pattern {rule.pattern.pattern!r} matches no path of the train "
+          f"state (paths look like {example!r}); {PATHS_HINT}")
+  data_size = data_axis_size(mesh)
 
   def one(path, leaf):
     name = path_str(path)
-    for pattern, rule in compiled:
-      if pattern.search(name):
-        if rule == "replicate":
-          return replicated(mesh)
+    for rule in parsed:
+      if rule.pattern.search(name):
+        if rule.kind == "fsdp":
+          spec = fsdp_spec(np.shape(leaf), data_size, min_elements=rule.min_elements)
+          return NamedSharding(mesh, spec)
+        return replicated(mesh)
     raise ConfigError(
         f"sharding_rules match no rule for parameter {name!r}; add a catch-all ('.*', 'replicate')"
     )
 
   return jax.tree_util.tree_map_with_path(one, tree)
+
+
+def _leaf_bytes_by_device(leaf) -> dict[Any, int]:
+  sharding = getattr(leaf, "sharding", None)
+  if sharding is None:
+    raise TypeError(f"per_device_bytes needs leaves with a sharding, got {type(leaf).__name__} "
+                    f"{getattr(leaf, 'shape', '')}; pass jax.Arrays or ShapeDtypeStructs with "
+                    "sharding= (e.g. train.build(config).abstract_state)")
+  shape = tuple(leaf.shape)
+  itemsize = leaf.dtype.itemsize  # Typed PRNG keys too (key<fry> is 8 bytes).
+  out = {}
+  for device, index in sharding.devices_indices_map(shape).items():
+    elements = math.prod(len(range(*s.indices(d))) for s, d in zip(index, shape, strict=True))
+    out[device] = elements * itemsize
+  return out
+
+
+def bytes_by_device(tree) -> dict[Any, int]:
+  """Bytes each device holds of ``tree`` (jax.Arrays or ShapeDtypeStructs with shardings)."""
+  total = collections.Counter()
+  for leaf in jax.tree.leaves(tree):
+    total.update(_leaf_bytes_by_device(leaf))
+  return dict(total)
+
+
+def per_device_bytes(tree) -> int:
+  """The most bytes any one device holds of ``tree``, from each leaf's sharding (no transfer).
+
+  Works on live jax.Arrays and on ``jax.ShapeDtypeStruct(..., sharding=...)`` alike (e.g.
+  ``train.build(config).abstract_state``), so memory can be planned before anything is allocated.
+  """
+  counts = bytes_by_device(tree)
+  return max(counts.values()) if counts else 0
 
 
 def check_batch_divides(global_batch_size: int, mesh: Mesh, process_count: int) -> None:
@@ -130,3 +258,59 @@ def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, ja
       k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
       for k, v in local_batch.items()
   }
+
+
+# ---------------------------------------------------------------------------------------------
+# python -m ssljax.sharding --config=...: the state's paths, shapes and shardings
+# ---------------------------------------------------------------------------------------------
+
+
+def describe(abstract_state, mesh: Mesh, rules) -> list[str]:
+  """One line per leaf (path, shape, dtype, PartitionSpec, per-device bytes) plus a total line."""
+  shardings = tree_shardings(abstract_state, mesh, rules)
+  lines = []
+  leaves = jax.tree_util.tree_leaves_with_path(abstract_state)
+  for (path, leaf), sh in zip(leaves, jax.tree.leaves(shardings), strict=True):
+    one = jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sh)
+    lines.append(f"{path_str(path)}  {tuple(leaf.shape)} {leaf.dtype}  {tuple(sh.spec)}  "
+                 f"{per_device_bytes(one)} B/device")
+  placed = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        abstract_state, shardings)
+  total = sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize
+              for a in jax.tree.leaves(abstract_state))
+  lines.append(f"total {total} B; per device {per_device_bytes(placed)} B on "
+               f"{mesh.devices.size} devices (mesh {dict(mesh.shape)})")
+  return lines
+
+
+def _main(argv) -> None:  # pragma: no cover - exercised by hand; describe() is tested.
+  from absl import flags
+
+  from ssljax import data, train
+  from ssljax.errors import UserError
+
+  config = flags.FLAGS.config
+  rules = tuple(tuple(r) for r in config.sharding_rules)
+  config.sharding_rules = ((".*", "replicate"),)  # Build the shapes even when the rules are bad.
+  size = int(config.input.image_size)
+  info = data.DatasetInfo(name="synthetic", num_classes=1000, image_shape=(size, size, 3),
+                          num_train=1_000_000, num_eval=1)
+  try:
+    run = train.build(config, info=info)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  try:
+    print("\n".join(describe(run.abstract_state, run.mesh, rules)))
+  except UserError as e:  # Bad rules: show the paths they should match, then the error.
+    print("\n".join(leaf_paths(run.abstract_state)))
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+  from absl import app
+  from ml_collections import config_flags
+
+  config_flags.DEFINE_config_file("config", None, "Experiment file[:variant].", lock_config=True)
+  app.run(_main)

@@ -17,6 +17,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import jax  # noqa: E402
 
+import ssljax  # noqa: E402, F401 - adds ssljax's XLA:CPU flags before JAX starts, as main.py does.
+
 # Keep TensorFlow (used by TFDS) off any accelerator and quiet.
 try:
   import tensorflow as tf  # noqa: E402
