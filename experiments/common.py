@@ -78,6 +78,13 @@ def base_config() -> mlc.ConfigDict:
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
+  # 'bfloat16': mixed precision (bf16 encoder/projector compute; float32 parameters, optimiser
+  # state, BatchNorm statistics and losses). 'float32' everywhere by default.
+  c.compute_dtype = "float32"
+  # Split each global batch into this many microbatches and sum their gradients (one optimiser
+  # step); for global batches whose activations do not fit. Losses over the batch (contrastive,
+  # cross-correlation, BatchNorm) then see microbatches (see ssljax.train.train_step).
+  c.grad_accum_steps = 1
   # Device mesh and parameter sharding (DESIGN.md, "Sharding").
   c.mesh = (("data", -1),)
   # ((".*", "fsdp"),) shards parameters and optimizer state along data (ZeRO-3 style), for models
