@@ -59,37 +59,10 @@ def _fail(message: str) -> None:
   sys.exit(2)
 
 
-def _maybe_initialize_distributed(config) -> None:
-  """Connects the processes of a multi-process run (config or environment asks for it)."""
-  import jax
-
-  dist = config.distributed
-  if int(dist.num_processes) > 1:
-    from ssljax.errors import ConfigError
-
-    if not dist.coordinator_address or int(dist.process_id) < 0:
-      raise ConfigError(
-          f"distributed.num_processes={dist.num_processes} needs "
-          "distributed.coordinator_address=host:port and distributed.process_id in "
-          f"[0, {dist.num_processes}) for every process")
-    if int(dist.process_id) >= int(dist.num_processes):
-      raise ConfigError(f"distributed.process_id={dist.process_id} must be < "
-                        f"distributed.num_processes={dist.num_processes}")
-    # CPU processes need a collectives backend to run one computation together (GPU/TPU have
-    # their own; the setting only affects the CPU client).
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=dist.coordinator_address,
-                               num_processes=int(dist.num_processes),
-                               process_id=int(dist.process_id),
-                               initialization_timeout=300)
-  elif os.environ.get("SSLJAX_DISTRIBUTED") == "1" or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-    jax.distributed.initialize()  # TPU pods, SLURM, or JAX_* environment variables.
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  from ssljax import train
+  from ssljax import distributed, train
   from ssljax.errors import UserError
 
   logging.set_verbosity(logging.WARNING)  # Orbax/TFDS info lines would drown the progress lines.
@@ -100,7 +73,7 @@ def main(argv):
     detail = [line.strip() for line in str(e).splitlines() if "Errno" in line or "Error" in line]
     _fail(f"cannot load {argv_config(sys.argv)}: {detail[-1] if detail else e}")
   try:
-    _maybe_initialize_distributed(config)
+    distributed.initialize(config)
     train.train_and_evaluate(config, _WORKDIR.value)
   except UserError as e:
     _fail(str(e))

@@ -91,7 +91,9 @@ def base_config() -> mlc.ConfigDict:
   # whose state does not fit per device; see ssljax/sharding.py.
   c.sharding_rules = ((".*", "replicate"),)
   # Multi-process runs (main.py calls jax.distributed.initialize when num_processes > 1).
-  c.distributed = mlc.ConfigDict(dict(coordinator_address="", num_processes=1, process_id=-1))
+  # timeout_s bounds how long a process waits for the others (ssljax.distributed).
+  c.distributed = mlc.ConfigDict(dict(coordinator_address="", num_processes=1, process_id=-1,
+                                      timeout_s=300.0))
 
   c.input = mlc.ConfigDict()
   c.input.batch_size = 256  # Global, over all devices and processes.
