@@ -254,6 +254,11 @@ def main(argv):
   try:
     config = _CONFIG.value
     config.method  # noqa: B018 - a config file that failed to load raises on first access.
+  except OSError as e:
+    detail = [line.strip() for line in str(e).splitlines() if "Errno" in line]
+    _fail(f"cannot load --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}: "
+          f"{detail[-1] if detail else e}")
+  try:
     if _CHILD.value:
       print(_MARK + json.dumps(plan_here(config)), flush=True)
       return
@@ -284,9 +289,18 @@ def _parse_flags(argv):
     return flags.FLAGS(argv)
   except UserError as e:  # Raised by an experiment's get_config (e.g. an unknown variant).
     _fail(str(e))
-  except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
+  except (AttributeError, KeyError) as e:  # A --config.<field> override that does not exist.
+    field = str(e.args[0] if e.args else e).split()[0].strip("'\"")
+    culprit = [a.split("=")[0] for a in argv if a.startswith("--config.")
+               and a.split("=")[0].split(".")[-1] == field]
+    _fail(f"{culprit[0] if culprit else repr(field)}: no such config field (the experiment "
+          "file lists every field)")
+  except (flags.Error, ValueError, TypeError) as e:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    _fail(lines[-1] if lines else type(e).__name__)
+    last = lines[-1] if lines else type(e).__name__
+    if "Traceback" in str(e):  # get_config raised: its last line, without the exception name.
+      last = last.split(": ", 1)[-1]
+    _fail(last)
 
 
 if __name__ == "__main__":

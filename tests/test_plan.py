@@ -109,3 +109,10 @@ def test_crashed_child_reports_its_last_line(monkeypatch):
   monkeypatch.setattr(plan.subprocess, "run", fake_run)
   with pytest.raises(UserError, match=r"planning for 2 devices crashed \(exit status -9\): Killed"):
     plan.plan_in_subprocess(2, [CONFIG])
+
+
+def test_bad_config_override_is_one_line():
+  proc = _plan("--config.input.nope=1", "--devices=2")
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "error: --config.input.nope: no such config field (the experiment file lists every field)")

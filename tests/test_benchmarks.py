@@ -1,0 +1,86 @@
+"""Smoke tests of the benchmark scripts (tiny settings; the numbers are not checked)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNLOCAL = "--config=experiments/barlow.py:runlocal"
+
+
+def _script(name, *args, env=None):
+  return subprocess.run([sys.executable, os.path.join("benchmarks", name), *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=900, env=env)
+
+
+def _json_line(stdout: str, prefix: str = "") -> dict:
+  """The last line of ``stdout`` that is ``prefix`` + a JSON object, parsed."""
+  lines = [line[len(prefix):] for line in stdout.splitlines() if line.startswith(prefix + "{")]
+  return json.loads(lines[-1])
+
+
+def test_gpu_script_without_gpu_exits_cleanly():
+  proc = _script("gpu.py")
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.startswith("no GPU: jax.default_backend() is 'cpu'")
+
+
+def test_gpu_script_runs_on_cpu_when_allowed():
+  # Two devices and the runlocal digits batch: the same program test_plan compiles for 2 devices.
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  proc = _script("gpu.py", "--allow_cpu", RUNLOCAL, "--batch_per_gpu=8", "--compute_dtype=float32",
+                 "--steps=1", "--repeats=1", "--warmup=1", "--notorch", env=env)
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.splitlines()
+  assert lines[0] == "device: cpu x 2 (dense bf16 peak: n/a, cpu)"
+  table = [line for line in lines if line.startswith("| ssljax")]
+  assert len(table) == 1 and "| float32 | 8 |" in table[0] and "n/a" in table[0]
+  record = _json_line(proc.stdout, "SSLJAX_GPU_JSON ")["ssljax"]
+  assert record["gpus"] == 2 and record["input_shape"] == [8, 8, 1]
+  assert record["flops_per_step_per_gpu"] > 0 and record["samples_per_s_per_gpu"] > 0
+  assert np.isfinite(record["loss"])
+
+
+def test_peak_table():
+  sys.path.insert(0, ROOT)
+  from benchmarks import gpu
+
+  assert gpu.peak_flops("NVIDIA H100 80GB HBM3") == ("H100 SXM", 989e12)
+  assert gpu.peak_flops("NVIDIA H100 PCIe")[1] == 756e12
+  assert gpu.peak_flops("NVIDIA H200")[1] == 989e12
+  assert gpu.peak_flops("NVIDIA A100-SXM4-80GB")[1] == 312e12
+  assert gpu.peak_flops("NVIDIA L40S")[1] == 362e12 and gpu.peak_flops("NVIDIA L4")[1] == 121e12
+  assert gpu.peak_flops("Tesla V100-SXM2-16GB") == ("Tesla V100-SXM2-16GB", None)
+
+
+@pytest.fixture(scope="module")
+def loader_digits(digits_dir):
+  proc = _script("loader.py", RUNLOCAL, f"--config.input.data.data_dir={digits_dir}",
+                 "--batches=3", "--loader_repeats=2", "--loader_warmup=1", "--steps=1",
+                 "--repeats=1", "--warmup=1")  # throughput.measure needs warmup >= 1.
+  assert proc.returncode == 0, proc.stderr
+  return _json_line(proc.stdout)
+
+
+def test_loader_reports_both_rates(loader_digits):
+  r = loader_digits
+  assert r["data"] == "digits" and r["batch_shape"] == [16, 8, 8, 1]
+  assert len(r["loader_batch_s_all"]) == 2
+  assert r["loader_samples_per_s"] > 0 and r["step_samples_per_s"] > 0
+  assert r["ratio"] == pytest.approx(r["loader_samples_per_s"] / r["step_samples_per_s"],
+                                     rel=0.01)
+  assert r["required_ratio"] == 3.0 and r["meets_required"] == (r["ratio"] >= 3.0)
+  assert r["devices"] == 8 and r["method"] == "barlow"
+
+
+def test_loader_synthetic_npz():
+  proc = _script("loader.py", RUNLOCAL, "--npz", "--npz_examples=200", "--batches=2",
+                 "--loader_repeats=1", "--loader_warmup=1", "--nostep")
+  assert proc.returncode == 0, proc.stderr
+  r = _json_line(proc.stdout)
+  assert r["data"] == "npz" and r["batch_shape"] == [16, 32, 32, 3]
+  assert r["loader_samples_per_s"] > 0 and "ratio" not in r
