@@ -72,6 +72,7 @@ from ssljax.data import corruptions as corr
 from ssljax.errors import ConfigError
 from ssljax.methods import Method, _common
 from ssljax.models.heads import MLP, dense_kernel_init
+from ssljax.models.norm import BatchNorm
 
 VIEW_NAMES = ("view1", "view2")
 CORRUPTED_VIEW = 1  # The second view is the one that may be degraded ("clean vs degraded").
@@ -98,7 +99,7 @@ class FactorHead(nn.Module):
   @nn.compact
   def __call__(self, h_bf, *, train: bool):
     s = nn.Dense(self.hidden_dim, use_bias=False, kernel_init=dense_kernel_init, name="stem")(h_bf)
-    s = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="bn")(s)
+    s = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="bn")(s)
     s = nn.relu(s)
     # T bias-free linear maps from the stem, one per factor (one kernel [hidden, T, d]).
     z = nn.DenseGeneral((self.num_factors, self.factor_dim), use_bias=False,

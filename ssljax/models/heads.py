@@ -7,6 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ssljax.models.norm import BatchNorm
+
 # PyTorch's nn.Linear default (kaiming_uniform, a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
 # i.e. variance 1 / (3 fan_in). The reference recipes tuned their LRs with it, so we keep it.
 dense_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -62,11 +64,11 @@ class MLP(nn.Module):
     for i, width in enumerate(self.hidden_dims):
       x = nn.Dense(width, name=f"dense{i}", **dense)(x)
       if self.hidden_bn:
-        x = nn.BatchNorm(name=f"bn{i}", **bn)(x)
+        x = BatchNorm(name=f"bn{i}", **bn)(x)
       x = nn.relu(x)
     x = nn.Dense(self.out_dim, name="out", **dense)(x)
     if self.last_bn:
-      x = nn.BatchNorm(use_scale=False, use_bias=False, name="out_bn", **bn)(x)
+      x = BatchNorm(use_scale=False, use_bias=False, name="out_bn", **bn)(x)
     # Losses (cross-correlations, softmaxes over large batches) want float32 inputs.
     return x.astype(jnp.float32)
 
@@ -101,7 +103,7 @@ class DINOHead(nn.Module):
     for i, width in enumerate(self.hidden_dims):
       x = nn.Dense(width, kernel_init=init, dtype=self.dtype, name=f"dense{i}")(x)
       if self.use_bn:
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+        x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                          dtype=self.dtype, name=f"bn{i}")(x)
       x = nn.gelu(x, approximate=False)
     x = nn.Dense(self.bottleneck_dim, kernel_init=init, dtype=self.dtype, name="bottleneck")(x)

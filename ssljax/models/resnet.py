@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ssljax.errors import ConfigError
+from ssljax.models.norm import BatchNorm
 
 # torchvision initialises convs with kaiming_normal_(mode='fan_out', nonlinearity='relu'): an
 # untruncated normal with variance 2 / (k * k * out_channels).
@@ -64,7 +65,7 @@ class _ConvBN(nn.Module):
       dtype=self.dtype,
       name="conv",
     )(x)
-    return nn.BatchNorm(
+    return BatchNorm(
       use_running_average=not train,
       momentum=self.bn_momentum,
       epsilon=self.bn_epsilon,

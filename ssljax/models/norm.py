@@ -1,0 +1,90 @@
+"""BatchNorm whose statistics are matrix products, a drop-in for ``flax.linen.BatchNorm``.
+
+Same variables (``params``: ``scale``, ``bias``; ``batch_stats``: ``mean``, ``var``), same
+arguments and the same arithmetic as Flax's default (statistics in float32, biased variance
+E[x^2] - E[x]^2 clipped at 0, running averages ``m * old + (1 - m) * new``, not updated during
+``init``), so checkpoints and configs carry over. The difference is how the per-channel sums are
+computed: as ``ones[N] @ x[N, C]`` instead of a reduction over N. XLA's CPU backend runs large
+reductions as a tree of reduce-windows in its generic loop emitter, while a matrix-vector
+product goes to its tuned GEMM kernels; on a ResNet-18 conv + BN block this made the forward +
+backward ~13% faster (benchmarks/NOTES.md). Autodiff turns the products into products again, so
+the backward pass gains too. On GPU/TPU both forms are fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def channel_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per-channel (last axis) mean and biased variance over all other axes, in float32.
+
+  Args:
+    x: any shape [..., C], any float dtype.
+
+  Returns:
+    ``(mean_c, var_c)``, float32 [C] each; the variance is E[x^2] - E[x]^2, clipped at 0.
+  """
+  flat = x.reshape(-1, x.shape[-1])
+  weights = jnp.full((flat.shape[0],), 1.0 / flat.shape[0], jnp.float32)
+  mean = jnp.dot(weights, flat, preferred_element_type=jnp.float32)
+  f32 = flat.astype(jnp.float32)
+  mean_sq = jnp.dot(weights, f32 * f32, preferred_element_type=jnp.float32)
+  return mean, jnp.maximum(0.0, mean_sq - mean * mean)
+
+
+class BatchNorm(nn.Module):
+  """Batch normalisation over every axis but the last (features); see the module docstring.
+
+  Attributes:
+    use_running_average: normalise with the running statistics (evaluation) instead of the
+      batch's own (training, which also updates the running ones).
+    momentum: decay of the running averages (0.9 == PyTorch's momentum 0.1).
+    epsilon: added to the variance.
+    dtype: dtype of the output (None: the input's); statistics are float32 regardless.
+    param_dtype: dtype of ``scale`` and ``bias``.
+    use_bias, use_scale: learn a shift / a scale.
+    bias_init, scale_init: their initialisers.
+  """
+
+  use_running_average: bool | None = None
+  momentum: float = 0.99
+  epsilon: float = 1e-5
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  use_bias: bool = True
+  use_scale: bool = True
+  bias_init: Any = nn.initializers.zeros
+  scale_init: Any = nn.initializers.ones
+
+  @nn.compact
+  def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
+    use_running_average = nn.merge_param(
+        "use_running_average", self.use_running_average, use_running_average)
+    features = x.shape[-1]
+    ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32),
+                            (features,))
+    ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), (features,))
+    if use_running_average:
+      mean, var = ra_mean.value, ra_var.value
+    else:
+      mean, var = channel_moments(x)
+      if not self.is_initializing():
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    # As Flax: y = (x - mean) * (rsqrt(var + eps) * scale) + bias, in the promoted dtype.
+    mul = jax.lax.rsqrt(var + self.epsilon)
+    if self.use_scale:
+      mul = mul * self.param("scale", self.scale_init, (features,), self.param_dtype)
+    y = (x - mean) * mul
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (features,), self.param_dtype)
+    dtype = self.dtype
+    if dtype is None:  # As Flax: the promoted dtype of the input and the parameters used.
+      dtype = x.dtype if not (self.use_scale or self.use_bias) else jnp.promote_types(
+          x.dtype, self.param_dtype)
+    return jnp.asarray(y, dtype)

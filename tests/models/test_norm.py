@@ -1,0 +1,52 @@
+"""ssljax's BatchNorm against flax.linen.BatchNorm: same variables, values and gradients."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssljax.models.norm import BatchNorm, channel_moments
+
+
+def test_channel_moments_match_the_definition():
+  x = jax.random.normal(jax.random.PRNGKey(0), (6, 5, 4, 7)) * 3.0 + 1.5
+  mean, var = channel_moments(x)
+  ref = np.asarray(x, np.float64).reshape(-1, 7)
+  np.testing.assert_allclose(mean, ref.mean(0), rtol=1e-5)
+  np.testing.assert_allclose(var, ref.var(0), rtol=1e-4)  # Biased variance, as Flax.
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(momentum=0.9, epsilon=1e-5),
+    dict(momentum=0.9, epsilon=1e-5, use_scale=False, use_bias=False),
+    dict(momentum=0.8, epsilon=1e-3, dtype=jnp.bfloat16),
+    dict(momentum=0.9, epsilon=1e-5, scale_init=nn.initializers.zeros),
+])
+def test_matches_flax(kwargs):
+  x = jax.random.normal(jax.random.PRNGKey(1), (8, 4, 4, 16)) * 2.0 + 0.5
+  ours, theirs = BatchNorm(**kwargs), nn.BatchNorm(**kwargs)
+  v_ours = ours.init(jax.random.PRNGKey(2), x, use_running_average=False)
+  v_theirs = theirs.init(jax.random.PRNGKey(2), x, use_running_average=False)
+  assert jax.tree.structure(v_ours) == jax.tree.structure(v_theirs)
+  # Make scale/bias non-trivial so the gradient and the affine part are really compared.
+  v = jax.tree.map(lambda a: a + 0.3 * jax.random.normal(jax.random.PRNGKey(3), a.shape), v_theirs)
+  tol = 2e-2 if kwargs.get("dtype") == jnp.bfloat16 else 1e-5
+
+  def run(module, variables, train):
+    def f(params, x):
+      y, upd = module.apply({**variables, "params": params}, x, use_running_average=not train,
+                            mutable=["batch_stats"])
+      return jnp.sum(jnp.sin(y.astype(jnp.float32))), (y, upd)
+    params = variables.get("params", {})
+    (_, (y, upd)), grads = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(params, x)
+    return y, upd, grads
+
+  for train in (True, False):
+    y1, s1, g1 = run(ours, v, train)
+    y2, s2, g2 = run(theirs, v, train)
+    assert y1.dtype == y2.dtype
+    np.testing.assert_allclose(np.asarray(y1, np.float32), np.asarray(y2, np.float32),
+                               rtol=tol, atol=tol)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s1, s2)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=tol, atol=tol * 10), g1, g2)
