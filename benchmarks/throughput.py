@@ -51,7 +51,7 @@ def measure(config, *, steps: int, repeats: int, warmup: int) -> dict:
   compile_s = time.perf_counter() - t0
   for _ in range(warmup):
     state, metrics = compiled(state, batch)
-  jax.block_until_ready(metrics)
+  jax.block_until_ready(state)
   times = []
   for _ in range(repeats):
     t = time.perf_counter()

@@ -123,6 +123,9 @@ def _imagenet(c, size=224):
   c.checkpoint_every_steps = 5000
   c.input.batch_size = 2048
   c.input.image_size = size
+  # Images are resized to this on the host (shorter side 256 for 224 px views), then cropped and
+  # resized per view on device; the data set's default 64 would upsample every crop.
+  c.input.data.image_size = round(size / 0.875)
   c.input.eval_crop_fraction = 0.875  # Resize 256, centre crop 224, as the official evaluation.
   c.input.views = _asymmetric_views(size, blur=(1.0, 0.1), mean=common.IMAGENET_MEAN,
                                     std=common.IMAGENET_STD)

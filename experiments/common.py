@@ -246,6 +246,7 @@ def set_data(c: mlc.ConfigDict, data: str) -> int:
     c.eval.online_probe = True
   else:
     size = 224
+    c.input.data.image_size = 256  # Host decode size; views crop and resize on device.
     c.total_epochs, c.log_every_steps, c.checkpoint_every_steps = 1000.0, 100, 5000
     c.input.batch_size = 4096
     c.input.eval_crop_fraction = 0.875  # Resize 256, centre crop 224 (standard evaluation).

@@ -13,6 +13,7 @@ the backward pass gains too. On GPU/TPU both forms are fast.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -35,6 +36,53 @@ def channel_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
   f32 = flat.astype(jnp.float32)
   mean_sq = jnp.dot(weights, f32 * f32, preferred_element_type=jnp.float32)
   return mean, jnp.maximum(0.0, mean_sq - mean * mean)
+
+
+def _sum_rows(x_nc: jax.Array) -> jax.Array:
+  """Column sums of a [N, C] array as a float32 matrix-vector product."""
+  ones = jnp.ones((x_nc.shape[0],), x_nc.dtype)
+  return jnp.dot(ones, x_nc, preferred_element_type=jnp.float32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_normalize(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float
+                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Training-mode BN: ``((x - mean) * rsqrt(var + eps) * scale + bias, mean, var)``.
+
+  Statistics over every axis but the last, in float32. The output takes the promoted dtype of
+  ``x`` and float32. The hand-written backward pass is the textbook one,
+  ``dx = scale * r / N * (N dy - sum(dy) - xhat * sum(dy * xhat))`` with ``r = rsqrt(var + eps)``,
+  with its two sums as matrix-vector products as well (autodiff would emit reductions).
+  ``mean`` and ``var`` are returned for the running averages only: no gradient flows back
+  through them.
+  """
+  out, _ = _batch_normalize_fwd(x, scale, bias, epsilon)
+  return out
+
+
+def _batch_normalize_fwd(x, scale, bias, epsilon):
+  mean, var = channel_moments(x)
+  r = jax.lax.rsqrt(var + epsilon)
+  y = (x - mean) * (r * scale) + bias
+  return (y, mean, var), (x, mean, r, scale)
+
+
+def _batch_normalize_bwd(epsilon, res, cotangents):
+  del epsilon
+  x, mean, r, scale = res
+  dy = cotangents[0].astype(jnp.float32)  # Cotangents of mean and var are ignored (see above).
+  c = x.shape[-1]
+  n = x.size // c
+  dy_nc = dy.reshape(n, c)
+  xhat_nc = ((x - mean) * r).reshape(n, c).astype(jnp.float32)
+  dbias = _sum_rows(dy_nc)
+  dscale = _sum_rows(dy_nc * xhat_nc)
+  dx = (scale * r / n) * (n * dy_nc - dbias - xhat_nc * dscale)
+  return (dx.reshape(x.shape).astype(x.dtype), dscale.astype(scale.dtype),
+          dbias.astype(scale.dtype))
+
+
+batch_normalize.defvjp(_batch_normalize_fwd, _batch_normalize_bwd)
 
 
 class BatchNorm(nn.Module):
@@ -69,20 +117,18 @@ class BatchNorm(nn.Module):
     ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32),
                             (features,))
     ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), (features,))
+    scale = (self.param("scale", self.scale_init, (features,), self.param_dtype)
+             if self.use_scale else jnp.ones((features,), self.param_dtype))
+    bias = (self.param("bias", self.bias_init, (features,), self.param_dtype)
+            if self.use_bias else jnp.zeros((features,), self.param_dtype))
     if use_running_average:
-      mean, var = ra_mean.value, ra_var.value
+      # As Flax: y = (x - mean) * (rsqrt(var + eps) * scale) + bias, in the promoted dtype.
+      y = (x - ra_mean.value) * (jax.lax.rsqrt(ra_var.value + self.epsilon) * scale) + bias
     else:
-      mean, var = channel_moments(x)
+      y, mean, var = batch_normalize(x, scale, bias, self.epsilon)
       if not self.is_initializing():
         ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
         ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
-    # As Flax: y = (x - mean) * (rsqrt(var + eps) * scale) + bias, in the promoted dtype.
-    mul = jax.lax.rsqrt(var + self.epsilon)
-    if self.use_scale:
-      mul = mul * self.param("scale", self.scale_init, (features,), self.param_dtype)
-    y = (x - mean) * mul
-    if self.use_bias:
-      y = y + self.param("bias", self.bias_init, (features,), self.param_dtype)
     dtype = self.dtype
     if dtype is None:  # As Flax: the promoted dtype of the input and the parameters used.
       dtype = x.dtype if not (self.use_scale or self.use_bias) else jnp.promote_types(
