@@ -6,9 +6,8 @@ variance E[x^2] - E[x]^2 clipped at 0, running averages ``m * old + (1 - m) * ne
 during ``init``), so checkpoints and configs carry over. The difference is the backward pass:
 autodiff of the normalisation emits four per-channel reductions, which XLA's CPU backend runs as
 trees of reduce-windows in its generic loop emitter; :func:`batch_normalize` uses the textbook
-formula with its two sums as matrix-vector products (``ones[N] @ g[N, C]``), which go to the tuned
-GEMM kernels. On a ResNet-18 conv + BN block the forward + backward got ~23% faster on CPU
-(benchmarks/NOTES.md). On GPU/TPU both forms are fast.
+formula, which needs two. On a ResNet-18 conv + BN block the forward + backward got ~13% faster on
+CPU (benchmarks/NOTES.md). On GPU/TPU both forms are fast.
 """
 
 from __future__ import annotations
@@ -42,9 +41,13 @@ def channel_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def _sum_rows(x_nc: jax.Array) -> jax.Array:
-  """Column sums of a [N, C] array as a float32 matrix-vector product."""
-  ones = jnp.ones((x_nc.shape[0],), x_nc.dtype)
-  return jnp.dot(ones, x_nc, preferred_element_type=jnp.float32)
+  """Column sums of a [N, C] array in float32, by XLA's (tree) reduction.
+
+  Matrix-vector products (``ones @ x``) were faster on CPU, but they add the N terms one after
+  another; their ~1e-6 relative error moved the 8-device vs 1-device gradients of
+  tests/methods/test_contract.py past its float32 tolerance.
+  """
+  return jnp.sum(x_nc.astype(jnp.float32), axis=0)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -55,7 +58,7 @@ def batch_normalize(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: fl
   Statistics over every axis but the last, in float32. The output takes the promoted dtype of
   ``x`` and float32. The hand-written backward pass is the textbook one,
   ``dx = scale * r / N * (N dy - sum(dy) - xhat * sum(dy * xhat))`` with ``r = rsqrt(var + eps)``,
-  with its two sums as matrix-vector products as well (autodiff would emit reductions).
+  with two per-channel sums where autodiff emits four reductions.
   ``mean`` and ``var`` are returned for the running averages only: no gradient flows back
   through them.
   """
