@@ -1,11 +1,17 @@
 """Multi-host: two processes (gloo collectives on CPU) train what one process with as many devices
 trains: the same losses and the same parameters, from the same command line.
 
-Each process has one CPU device. With two fake CPU devices per process, jax 0.10.2's gloo CPU
-collectives hang on the first cross-process computation on this machine (a bare jitted mean over
-a 4-device mesh hangs too; one device per process works), so the test uses 2 x 1 against 1 x 2.
+Two processes with two fake CPU devices each (a 4-device mesh across processes, so every step has
+in-process and cross-process reductions) against one process with four devices.
+
+Only float32 rounding differs between the two (gloo reduces across processes in another order than
+XLA in one process), but runlocal's tiny width-4 network amplifies it fast: two single-process runs
+with 2 and 4 devices were 1e-5 apart in loss at step 3 and 1% at step 4, with BN scales 0.1 apart
+(at LR 0.3 or 0.01 alike). So the tight comparisons are made up to step 2-3 and step 4 is checked
+at the size of that growth.
 """
 
+import functools
 import json
 import os
 import socket
@@ -19,6 +25,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 4
+DEVICES_PER_PROCESS = 2
 
 
 def _free_port() -> int:
@@ -83,12 +90,13 @@ def runs(digits_dir, tmp_path_factory):
   address = f"127.0.0.1:{_free_port()}"
   pair = [_start(_command(multi, digits_dir, "--config.distributed.num_processes=2",
                           f"--config.distributed.process_id={i}",
-                          f"--config.distributed.coordinator_address={address}"), _env(1))
+                          f"--config.distributed.coordinator_address={address}"),
+                  _env(DEVICES_PER_PROCESS))
           for i in (0, 1)]
   pair_out = _finish(pair)
   for code, _, err in pair_out:
     assert code == 0, err[-4000:]
-  (code, out, err), = _finish([_start(_command(single, digits_dir), _env(2))])
+  (code, out, err), = _finish([_start(_command(single, digits_dir), _env(2 * DEVICES_PER_PROCESS))])
   assert code == 0, err[-4000:]
   return single, multi, pair_out
 
@@ -96,16 +104,24 @@ def runs(digits_dir, tmp_path_factory):
 def test_two_processes_train_what_one_process_trains(runs):
   single, multi, _ = runs
   config = json.load(open(os.path.join(multi, "config.json")))
-  assert config["derived"]["num_processes"] == 2 and config["derived"]["num_devices"] == 2
+  derived = config["derived"]
+  assert derived["num_processes"] == 2 and derived["num_devices"] == 2 * DEVICES_PER_PROCESS
   one, two = _losses(single), _losses(multi)
   assert sorted(one) == sorted(two) == list(range(1, STEPS + 1))
-  # Same global batches row for row and the same augmentation keys; only the cross-process
-  # reduction order differs (gloo vs in-process), so float32 rounding noise is all that may differ.
+  # Same global batches row for row and the same augmentation keys, so rounding noise is all that
+  # may differ (see the module docstring): measured 2e-7, 1.4e-7, 1e-6, 2e-5 at steps 1-4.
   for step in one:
-    assert two[step] == pytest.approx(one[step], rel=1e-5), (step, one, two)
-  for step in (2, STEPS):  # Checkpoints written by both processes together.
+    rel = 1e-5 if step < STEPS else 1e-4
+    assert two[step] == pytest.approx(one[step], rel=rel), (step, one, two)
+  # Checkpoints written by both processes together. At step 2 the largest difference measured was
+  # 5e-6 (a stem weight; 1.3e-5 between the 2- and 4-device single-process runs). By step 4 the
+  # noise has grown to 4e-3 (a BN scale of 1.7; 0.1 between the single-process runs). Updates are
+  # far larger: steps 3-4 moved each leaf's largest weight by 0.4 (median over leaves), so a
+  # missing cross-process gradient reduction (each process stepping on its own half) would not
+  # pass either bound.
+  for step, atol in ((2, 3e-5), (STEPS, 2e-2)):
     want, got = _params(single, step), _params(multi, step)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), want, got)
+    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=atol), got, want)
   r1 = json.load(open(os.path.join(single, "results.json")))
   r2 = json.load(open(os.path.join(multi, "results.json")))
   assert r2["knn_top1"] == pytest.approx(r1["knn_top1"], abs=1e-6)
