@@ -19,12 +19,7 @@ def _config(**overrides):
   c = barlow.get_config("runlocal")
   c.eval.online_probe = False
   c.optim.min_lr_ratio = 1.0
-  for key, value in overrides.items():
-    target = c
-    *path, last = key.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = value
+  c.update_from_flattened_dict(overrides)  # Dotted keys, e.g. "input.batch_size".
   return c
 
 

@@ -20,12 +20,7 @@ def _config(digits_dir, **overrides):
   # A constant LR after warm-up, so the schedule does not depend on total_steps and a run that is
   # stopped and resumed with a larger total_steps follows the same trajectory as one that is not.
   c.optim.min_lr_ratio = 1.0
-  for key, value in overrides.items():
-    target = c
-    *path, last = key.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = value
+  c.update_from_flattened_dict(overrides)  # Dotted keys, e.g. "input.batch_size".
   return c
 
 
