@@ -414,10 +414,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     evaluator = Evaluator(cfg, run.method, run.mesh, run.info)
     start = int(jax.device_get(state.step))
     progress = writers.Progress(run.total_steps, start_step=start, enabled=lead)
+    devices = jax.device_count()
     writers.info(
         f"training {run.method.name} on {run.info.name} for {run.total_steps} steps "
-        f"(batch {cfg.input.batch_size}, {jax.device_count()} devices, start step {start})",
-        enabled=lead)
+        f"(batch {cfg.input.batch_size}, {devices} device{'s' * (devices != 1)}, "
+        f"start step {start})", enabled=lead)
     with _StopSignal() as stop:
       state = _loop(run, state, train_iter, ckpt, writer, evaluator, progress, stop, start)
     results = evaluator.run(state)
