@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from ssljax.errors import ConfigError
@@ -42,6 +43,33 @@ def _pad(kernel: int) -> tuple[tuple[int, int], tuple[int, int]]:
   return ((p, p), (p, p))
 
 
+@jax.custom_vjp
+def _materialized(x: jax.Array, witness: jax.Array) -> jax.Array:
+  """``x``, passed through a conditional that XLA:CPU cannot fuse across.
+
+  XLA:CPU re-computes a convolution's input (BatchNorm + ReLU, a cheap elementwise producer)
+  inside the transpose that lays it out as [C, H, W, B] for the kernel gradient, and that fused
+  loop walks the activation at channel stride: 86 ms instead of 22 ms for a [128, 32, 32, 64]
+  activation (benchmarks/NOTES.md). Routing the forward value through ``lax.cond`` makes it a
+  materialised buffer, so the backward pass transposes it with XLA's tiled transpose. Both branches
+  are the identity; the predicate is read from ``witness`` (the conv kernel) only so that
+  XLA cannot fold the conditional away. The backward pass is the identity.
+  """
+  return _materialized_fwd(x, witness)[0]
+
+
+def _materialized_fwd(x, witness):
+  keep = jnp.isfinite(witness.reshape(-1)[0])
+  return jax.lax.cond(keep, lambda v: v, lambda v: v * 1, x), None
+
+
+def _materialized_bwd(_, g):
+  return g, None
+
+
+_materialized.defvjp(_materialized_fwd, _materialized_bwd)
+
+
 class _ConvBN(nn.Module):
   """Conv (no bias) followed by BatchNorm; the unit every ResNet layer is made of."""
 
@@ -55,6 +83,9 @@ class _ConvBN(nn.Module):
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+    if train and not self.is_initializing() and jax.default_backend() == "cpu":
+      # The kernel exists once the module is applied with parameters; it only feeds the predicate.
+      x = _materialized(x, self.variables["params"]["conv"]["kernel"])
     x = nn.Conv(
       self.features,
       (self.kernel, self.kernel),

@@ -178,3 +178,58 @@ def test_bad_config_raises(kwargs, key):
   name = kwargs.pop("name")
   with pytest.raises(ConfigError, match=key):
     make_encoder(name, **kwargs)
+
+
+def _grads(module, variables, x):
+  def loss(params):
+    y, _ = module.apply({**variables, "params": params}, x, train=True, mutable=("batch_stats",))
+    return jnp.sum(jnp.sin(y))
+  f = jax.jit(jax.value_and_grad(loss))
+  return f, f(variables["params"])
+
+
+def test_cpu_materialised_conv_inputs_change_no_value(monkeypatch):
+  # On CPU each training-mode conv input goes through resnet._materialized (a lax.cond both of
+  # whose branches are the identity) so XLA cannot re-fuse BN + ReLU into the kernel gradient's
+  # transpose. It must change speed only: same loss and gradients as the plain graph.
+  from ssljax.models import resnet
+
+  module, _ = make_encoder("resnet18", stem="cifar", width=8)
+  x = jax.random.normal(_key(2), (8, 16, 16, 3))
+  variables = _init(module, x)
+  f, (loss_m, grads_m) = _grads(module, variables, x)
+  assert " conditional(" in f.lower(variables["params"]).compile().as_text()  # The path is taken.
+  monkeypatch.setattr(resnet, "_materialized", lambda v, witness: v)
+  f_plain, (loss_p, grads_p) = _grads(module, variables, x)
+  assert " conditional(" not in f_plain.lower(variables["params"]).compile().as_text()
+  np.testing.assert_allclose(loss_m, loss_p, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), grads_m,
+               grads_p)
+
+
+def test_cpu_materialised_conv_inputs_under_sharded_kernels(monkeypatch):
+  # The conditional's predicate reads one element of the conv kernel. With kernels split over 8
+  # devices (an FSDP layout) and the batch split too, the step still compiles and gives the same
+  # values as without the conditional in the same layout.
+  from jax.sharding import Mesh, NamedSharding
+  from jax.sharding import PartitionSpec as P
+
+  from ssljax.models import resnet
+
+  module, _ = make_encoder("resnet18", stem="cifar", width=8)
+  x = jax.random.normal(_key(3), (16, 16, 16, 3))
+  variables = _init(module, x)
+  mesh = Mesh(np.array(jax.devices()[:8]), ("data",))
+  split = lambda a: jax.device_put(  # noqa: E731 - last axis split where it divides by 8.
+      a, NamedSharding(mesh, P(*([None] * (a.ndim - 1)), "data") if a.shape[-1] % 8 == 0
+                       else P()))
+  sharded = {**variables, "params": jax.tree.map(split, variables["params"])}
+  x8 = jax.device_put(x, NamedSharding(mesh, P("data")))
+  assert not sharded["params"]["stem"]["conv"]["kernel"].sharding.is_fully_replicated
+  f, (loss_m, grads_m) = _grads(module, sharded, x8)
+  assert " conditional(" in f.lower(sharded["params"]).compile().as_text()
+  monkeypatch.setattr(resnet, "_materialized", lambda v, witness: v)
+  _, (loss_p, grads_p) = _grads(module, sharded, x8)
+  np.testing.assert_allclose(loss_m, loss_p, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), grads_m,
+               grads_p)
