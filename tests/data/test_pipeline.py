@@ -425,3 +425,42 @@ def test_label_fraction_outside_zero_one_is_a_config_error(digits_dir, bad):
   with pytest.raises(ConfigError, match=r"input\.label_fraction=.* must be in \(0, 1\]"):
     pipeline.make_train_iterator(_cfg(data_dir=digits_dir), global_batch_size=8, seed=0,
                                  process_index=0, process_count=1, label_fraction=bad)
+
+
+class _CountingSource:
+  """A fake TFDS data source over fixed arrays that counts reads per index."""
+
+  def __init__(self, images, labels):
+    self.images, self.labels, self.reads = images, labels, np.zeros(len(labels), int)
+
+  def __len__(self):
+    return len(self.labels)
+
+  def __getitem__(self, index):
+    self.reads[index] += 1
+    return {"image": self.images[index], "label": self.labels[index]}
+
+
+def test_small_tfds_split_is_decoded_once():
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, size=(20, 6, 6, 3), dtype=np.uint8)
+  labels = rng.integers(0, 10, size=(20,))
+  fake = _CountingSource(images, labels)
+  source = pipeline._TfdsSource(fake, resize_to=None, image_shape=(6, 6, 3))
+  for _ in range(3):  # Three epochs in a shuffled order.
+    for i in rng.permutation(20):
+      ex = source[int(i)]
+      np.testing.assert_array_equal(ex["image"], images[i])
+      assert ex["label"] == labels[i] and ex["label"].dtype == np.int32
+  assert fake.reads.tolist() == [1] * 20  # Later epochs come from memory.
+
+
+def test_large_tfds_split_is_read_every_time(monkeypatch):
+  monkeypatch.setattr(pipeline, "DECODED_CACHE_BYTES", 20 * 6 * 6 * 3 - 1)  # One byte too few.
+  images = np.zeros((20, 6, 6, 3), np.uint8)
+  fake = _CountingSource(images, np.zeros(20, int))
+  source = pipeline._TfdsSource(fake, resize_to=None, image_shape=(6, 6, 3))
+  for _ in range(2):
+    for i in range(20):
+      source[i]
+  assert fake.reads.tolist() == [2] * 20
