@@ -383,21 +383,23 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   t_start = time.perf_counter()
   lead = jax.process_index() == 0
   workdir = epath.Path(workdir)
+  # Config, devices and data are checked before anything is created, so a run that cannot start
+  # leaves no (empty) workdir behind.
+  run = build(config)
+  cfg = run.config
+  train_iter = data.make_train_iterator(
+      cfg.input.data, global_batch_size=int(cfg.input.batch_size), seed=int(cfg.seed),
+      label_fraction=label_fraction(cfg))
   try:
     workdir.mkdir(parents=True, exist_ok=True)
   except OSError as e:
     raise UserError(f"cannot create --workdir={workdir} ({e.strerror or e}); "
                     "pass a folder you can write to") from None
-  run = build(config)
-  cfg = run.config
   ckpt = checkpoint.Checkpointer(workdir / "checkpoints", method=run.method.name,
                                  every_steps=int(cfg.checkpoint_every_steps),
                                  keep=int(cfg.keep_checkpoints))
   writer = None
   try:
-    train_iter = data.make_train_iterator(
-        cfg.input.data, global_batch_size=int(cfg.input.batch_size), seed=int(cfg.seed),
-        label_fraction=label_fraction(cfg))
     if ckpt.latest_step is not None:
       state = ckpt.restore(ckpt.latest_step, run.abstract_state, train_iter)
       writers.info(f"resuming from {ckpt.directory / str(ckpt.latest_step)}", enabled=lead)

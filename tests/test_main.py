@@ -63,6 +63,7 @@ def test_dataset_not_available_offline(tmp_path):
   proc = _main(tmp_path / "w", "--config.input.data.name=cifar10",
                f"--config.input.data.data_dir={empty}")
   _assert_clean_error(proc, "cifar10", "download")
+  assert not (tmp_path / "w").exists()  # Nothing is created for a run that cannot start.
 
 
 def test_empty_image_folder(tmp_path):
@@ -74,9 +75,10 @@ def test_empty_image_folder(tmp_path):
 
 
 def test_batch_size_not_dividing_devices(tmp_path, digits_dir):
-  proc = _main(tmp_path, "--config.input.batch_size=12",
+  proc = _main(tmp_path / "w", "--config.input.batch_size=12",
                f"--config.input.data.data_dir={digits_dir}")
   _assert_clean_error(proc, "input.batch_size=12", "multiple of 8")
+  assert not (tmp_path / "w").exists()
 
 
 def test_foreign_checkpoint_directory_is_left_alone(tmp_path, digits_dir):
