@@ -44,6 +44,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
+import ssljax  # noqa: E402
+
+ssljax.configure_cpu()  # As main.py: the XLA:CPU flags, before JAX starts (no-op elsewhere).
+
 # Dense (no sparsity) bf16 tensor-core peak FLOP/s per chip, from the vendors' data sheets.
 # (pattern over device_kind, lower case; first match wins) -> (label, FLOP/s)
 PEAK_BF16 = (
@@ -78,7 +82,8 @@ def jax_part(config, *, batch_per_gpu: int, compute_dtype: str, steps: int, repe
   import jax
   import numpy as np
 
-  from ssljax import plan, sharding, train
+  from ssljax import sharding, train
+  from ssljax.tools import plan
 
   n = jax.device_count()
   config.input.batch_size = batch_per_gpu * n

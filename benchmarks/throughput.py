@@ -18,6 +18,10 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import ssljax  # noqa: E402
+
+ssljax.configure_cpu()  # As main.py: the XLA:CPU flags, before JAX starts (no-op elsewhere).
+
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 

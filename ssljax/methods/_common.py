@@ -81,6 +81,17 @@ def compute_dtype(config):
   return COMPUTE_DTYPES[name]
 
 
+def cpu_kernels(config) -> bool:
+  """``config.cpu_kernels`` (default ``"auto"``) resolved for this run (``ssljax.cpu``).
+
+  Methods build their modules once, when the run is built; this is where "auto" becomes True on
+  the CPU backend and False elsewhere, so model code never asks which backend it runs on.
+  """
+  from ssljax.cpu import resolve_cpu_kernels
+
+  return resolve_cpu_kernels(config.get("cpu_kernels", "auto"))
+
+
 def make_backbone(config) -> tuple[nn.Module, int]:
   """The encoder named by ``config.encoder.name`` (a ResNet, or a ViT such as ``'vit:S/16'``).
 
@@ -104,7 +115,7 @@ def make_backbone(config) -> tuple[nn.Module, int]:
                         dtype=compute_dtype(config))
   return make_encoder(enc.name, stem=enc.get("stem", "imagenet"), width=enc.get("width", 64),
                       zero_init_residual=enc.get("zero_init_residual", False),
-                      dtype=compute_dtype(config))
+                      dtype=compute_dtype(config), cpu_kernels=cpu_kernels(config))
 
 
 def encoder_projector(config) -> EncoderHead:
@@ -114,19 +125,27 @@ def encoder_projector(config) -> EncoderHead:
   """
   encoder, _ = make_backbone(config)
   return EncoderHead(encoder=encoder, head=make_mlp(config.projector, where="projector",
-                                                    dtype=compute_dtype(config)))
+                                                    dtype=compute_dtype(config),
+                                                    cpu_kernels=cpu_kernels(config)))
 
 
-def make_mlp(cfg, *, where: str, dtype=jnp.float32) -> MLP:
+def config_mlp(config, key: str) -> MLP:
+  """The MLP head ``config.<key>`` (a predictor, say), float32, with the run's cpu_kernels."""
+  return make_mlp(config[key], where=key, cpu_kernels=cpu_kernels(config))
+
+
+def make_mlp(cfg, *, where: str, dtype=jnp.float32, cpu_kernels: bool = False) -> MLP:
   """An MLP head from a config entry with ``hidden_dims``, ``out_dim`` and optional flags.
 
-  ``dtype`` is the compute dtype; parameters and the output stay float32.
+  ``dtype`` is the compute dtype; parameters and the output stay float32. ``cpu_kernels``: the
+  resolved :func:`cpu_kernels` of the run (the XLA:CPU BatchNorm).
   """
   hidden = tuple(int(d) for d in cfg.hidden_dims)
   if int(cfg.out_dim) < 1 or any(d < 1 for d in hidden):
     raise ConfigError(f"{where}: hidden_dims={hidden} and out_dim={cfg.out_dim} must be >= 1")
   return MLP(hidden_dims=hidden, out_dim=int(cfg.out_dim), use_bias=cfg.get("use_bias", True),
-             last_bn=cfg.get("last_bn", False), hidden_bn=cfg.get("hidden_bn", True), dtype=dtype)
+             last_bn=cfg.get("last_bn", False), hidden_bn=cfg.get("hidden_bn", True), dtype=dtype,
+             cpu_kernels=bool(cpu_kernels))
 
 
 def check_positive(value, key: str) -> float:

@@ -19,7 +19,7 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   """Builds BYOL from an experiment config."""
   del steps_per_epoch
   net = _common.encoder_projector(config)
-  predictor = _common.make_mlp(config.predictor, where="predictor")
+  predictor = _common.config_mlp(config, "predictor")
   base = _common.check_momentum(config.byol.base_momentum, "byol.base_momentum")
   final = _common.check_momentum(config.byol.final_momentum, "byol.final_momentum")
 

@@ -180,7 +180,7 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   """Builds HaLP (MoCo v3 base) from an experiment config."""
   cfg = config.halp
   net = _common.encoder_projector(config)
-  predictor = _common.make_mlp(config.predictor, where="predictor")
+  predictor = _common.config_mlp(config, "predictor")
   temperature = _common.check_positive(cfg.temperature, "halp.temperature")
   base = _common.check_momentum(cfg.base_momentum, "halp.base_momentum")
   final = _common.check_momentum(cfg.final_momentum, "halp.final_momentum")

@@ -19,7 +19,7 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   """Builds MoCo v3 from an experiment config."""
   del steps_per_epoch
   net = _common.encoder_projector(config)
-  predictor = _common.make_mlp(config.predictor, where="predictor")
+  predictor = _common.config_mlp(config, "predictor")
   temperature = _common.check_positive(config.mocov3.temperature, "mocov3.temperature")
   base = _common.check_momentum(config.mocov3.base_momentum, "mocov3.base_momentum")
   final = _common.check_momentum(config.mocov3.final_momentum, "mocov3.final_momentum")

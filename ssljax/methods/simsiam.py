@@ -20,7 +20,7 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   """Builds SimSiam from an experiment config."""
   del total_steps, steps_per_epoch
   net = _common.encoder_projector(config)
-  predictor = _common.make_mlp(config.predictor, where="predictor")
+  predictor = _common.config_mlp(config, "predictor")
 
   def init(rng, images_bhwc):
     net_rng, pred_rng = jax.random.split(rng)

@@ -222,7 +222,8 @@ def make_backbone(config) -> nn.Module:
   n = (int(depth) - 2) // 6
   # He et al. 2016 section 4.2: 3x3 stem, three stages of n basic blocks at 16/32/64 channels.
   return ResNet(stage_sizes=(n, n, n), block="basic", width=int(config.encoder.get("width", 16)),
-                stem="cifar", zero_init_residual=config.encoder.get("zero_init_residual", False))
+                stem="cifar", zero_init_residual=config.encoder.get("zero_init_residual", False),
+                cpu_kernels=_common.cpu_kernels(config))
 
 
 # ------------------------------------------------------------------------------------- make

@@ -72,7 +72,7 @@ from ssljax.data import corruptions as corr
 from ssljax.errors import ConfigError
 from ssljax.methods import Method, _common
 from ssljax.models.heads import MLP, dense_kernel_init
-from ssljax.models.norm import BatchNorm
+from ssljax.models.norm import batch_norm
 
 VIEW_NAMES = ("view1", "view2")
 CORRUPTED_VIEW = 1  # The second view is the one that may be degraded ("clean vs degraded").
@@ -90,16 +90,19 @@ class FactorHead(nn.Module):
     num_factors: T.
     factor_dim: d.
     hidden_dim: width of the shared stem (512 in the paper).
+    cpu_kernels: ssljax's XLA:CPU BatchNorm instead of Flax's (``ssljax.cpu``).
   """
 
   num_factors: int
   factor_dim: int
   hidden_dim: int = 512
+  cpu_kernels: bool = False
 
   @nn.compact
   def __call__(self, h_bf, *, train: bool):
     s = nn.Dense(self.hidden_dim, use_bias=False, kernel_init=dense_kernel_init, name="stem")(h_bf)
-    s = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="bn")(s)
+    s = batch_norm(self.cpu_kernels, use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                   name="bn")(s)
     s = nn.relu(s)
     # T bias-free linear maps from the stem, one per factor (one kernel [hidden, T, d]).
     z = nn.DenseGeneral((self.num_factors, self.factor_dim), use_bias=False,
@@ -282,7 +285,7 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
 
   net = _common.encoder_projector(config)
   factor_head = FactorHead(num_factors=num_factors, factor_dim=factor_dim,
-                           hidden_dim=factor_hidden)
+                           hidden_dim=factor_hidden, cpu_kernels=_common.cpu_kernels(config))
   # Official: Linear(F, 256) -> ReLU -> Linear(256, classes); class 0 = clean.
   aux_head = MLP(hidden_dims=(aux_hidden,), out_dim=1 + len(factors), hidden_bn=False)
 

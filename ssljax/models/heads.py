@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ssljax.models.norm import BatchNorm
+from ssljax.models.norm import batch_norm
 
 # PyTorch's nn.Linear default (kaiming_uniform, a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
 # i.e. variance 1 / (3 fan_in). The reference recipes tuned their LRs with it, so we keep it.
@@ -31,6 +31,7 @@ class MLP(nn.Module):
     bn_momentum: running-average decay (Flax convention: 0.9 == PyTorch's 0.1).
     bn_epsilon: BatchNorm epsilon.
     dtype: compute dtype; parameters and the output stay float32.
+    cpu_kernels: ssljax's XLA:CPU BatchNorm instead of Flax's (``ssljax.cpu``); same variables.
   """
 
   hidden_dims: Sequence[int]
@@ -41,6 +42,7 @@ class MLP(nn.Module):
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   dtype: Any = jnp.float32
+  cpu_kernels: bool = False
 
   @nn.compact
   def __call__(self, x_bd: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -64,11 +66,11 @@ class MLP(nn.Module):
     for i, width in enumerate(self.hidden_dims):
       x = nn.Dense(width, name=f"dense{i}", **dense)(x)
       if self.hidden_bn:
-        x = BatchNorm(name=f"bn{i}", **bn)(x)
+        x = batch_norm(self.cpu_kernels, name=f"bn{i}", **bn)(x)
       x = nn.relu(x)
     x = nn.Dense(self.out_dim, name="out", **dense)(x)
     if self.last_bn:
-      x = BatchNorm(use_scale=False, use_bias=False, name="out_bn", **bn)(x)
+      x = batch_norm(self.cpu_kernels, use_scale=False, use_bias=False, name="out_bn", **bn)(x)
     # Losses (cross-correlations, softmaxes over large batches) want float32 inputs.
     return x.astype(jnp.float32)
 
@@ -87,6 +89,7 @@ class DINOHead(nn.Module):
     num_prototypes: output width K (65536 for ViT on ImageNet; 4096 in solo-learn's CIFAR recipe).
     use_bn: BatchNorm after each hidden Dense (official default False).
     dtype: compute dtype; the output is float32.
+    cpu_kernels: ssljax's XLA:CPU BatchNorm instead of Flax's when ``use_bn``.
   """
 
   hidden_dims: Sequence[int] = (2048, 2048)
@@ -94,6 +97,7 @@ class DINOHead(nn.Module):
   num_prototypes: int = 65536
   use_bn: bool = False
   dtype: Any = jnp.float32
+  cpu_kernels: bool = False
 
   @nn.compact
   def __call__(self, x_bd: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -103,8 +107,8 @@ class DINOHead(nn.Module):
     for i, width in enumerate(self.hidden_dims):
       x = nn.Dense(width, kernel_init=init, dtype=self.dtype, name=f"dense{i}")(x)
       if self.use_bn:
-        x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                         dtype=self.dtype, name=f"bn{i}")(x)
+        x = batch_norm(self.cpu_kernels, use_running_average=not train, momentum=0.9,
+                       epsilon=1e-5, dtype=self.dtype, name=f"bn{i}")(x)
       x = nn.gelu(x, approximate=False)
     x = nn.Dense(self.bottleneck_dim, kernel_init=init, dtype=self.dtype, name="bottleneck")(x)
     x = x.astype(jnp.float32)

@@ -7,9 +7,13 @@ during ``init``), so checkpoints and configs carry over. The difference is the b
 autodiff of the normalisation emits four per-channel reductions, which XLA's CPU backend runs as
 trees of reduce-windows in its generic loop emitter; :func:`batch_normalize` uses the textbook
 formula, which needs two. On a ResNet-18 conv + BN block the forward + backward got ~13% faster on
-CPU (benchmarks/NOTES.md). On GPU/TPU both forms are fast. On CPU every per-channel sum goes
-through :func:`channel_sums`, which keeps XLA from choosing a cache-hostile reduction (the
-Barlow Twins benchmark step got ~1.3x faster from that alone).
+CPU (benchmarks/NOTES.md). Every per-channel sum goes through :func:`channel_sums`, which keeps
+XLA:CPU from choosing a cache-hostile reduction (the Barlow Twins benchmark step got ~1.3x faster
+from that alone).
+
+Both are XLA:CPU workarounds: on GPU/TPU Flax's BatchNorm is as fast. Models therefore take a
+``cpu_kernels`` flag (resolved once from the config, see ``ssljax.cpu``) and build their norms with
+:func:`batch_norm`, which returns this module or ``flax.linen.BatchNorm``.
 """
 
 from __future__ import annotations
@@ -47,18 +51,18 @@ _WINDOW = 32
 def channel_sums(x: jax.Array) -> jax.Array:
   """Per-channel (last axis) sums over all other axes, in float32.
 
-  On CPU, for inputs with spatial axes ([B, ..., C]), the positions within each sample are first
+  For inputs with spatial axes ([B, ..., C]), the positions within each sample are first
   summed in windows of 32 rows (``lax.reduce_window`` on [B, positions, C], repeated until at most
   32 remain), then the rest with ``jnp.sum``. XLA:CPU otherwise rewrites one big reduction over
   [B, H, W] into a reduce-window whose 32x32x32 window walks the array with a channel stride,
   reloading every cache line once per channel: 24 ms against 1.2 ms for [128, 32, 32, 64] on the
   development machine, and the staged sum is also more accurate (max relative error 1e-7 against
   3e-6 in float64 checks; benchmarks/NOTES.md). The batch axis is never windowed, so a batch
-  sharded over devices stays a local reduction plus one all-reduce. Other backends and inputs
-  without spatial axes use ``jnp.sum``.
+  sharded over devices stays a local reduction plus one all-reduce. Inputs without spatial axes use
+  ``jnp.sum``.
   """
   x = x.astype(jnp.float32)
-  if x.ndim < 3 or jax.default_backend() != "cpu":
+  if x.ndim < 3:
     return jnp.sum(x, axis=tuple(range(x.ndim - 1)))
   f = x.reshape(x.shape[0], -1, x.shape[-1])
   while f.shape[1] > _WINDOW:
@@ -155,3 +159,12 @@ class BatchNorm(nn.Module):
       dtype = x.dtype if not (self.use_scale or self.use_bias) else jnp.promote_types(
           x.dtype, self.param_dtype)
     return jnp.asarray(y, dtype)
+
+
+def batch_norm(cpu_kernels: bool, **kwargs) -> nn.Module:
+  """:class:`BatchNorm` when ``cpu_kernels`` (XLA:CPU), else ``flax.linen.BatchNorm``.
+
+  Both take the same arguments and create the same variables, so a checkpoint written with either
+  loads into the other.
+  """
+  return (BatchNorm if cpu_kernels else nn.BatchNorm)(**kwargs)

@@ -9,6 +9,10 @@ conv), so parameter counts and published hyperparameters carry over. Two stems:
 
 BatchNorm statistics live in the ``'batch_stats'`` collection; call the module with
 ``mutable=['batch_stats']`` when ``train=True``.
+
+``cpu_kernels=True`` (set from the config's ``cpu_kernels``, see ``ssljax.cpu``) swaps in the
+XLA:CPU workarounds: ssljax's BatchNorm and an identity ``lax.cond`` before each training conv.
+With False (the default) the model is plain Flax; the variables are the same either way.
 """
 
 from collections.abc import Sequence
@@ -19,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from ssljax.errors import ConfigError
-from ssljax.models.norm import BatchNorm
+from ssljax.models.norm import batch_norm
 
 # torchvision initialises convs with kaiming_normal_(mode='fan_out', nonlinearity='relu'): an
 # untruncated normal with variance 2 / (k * k * out_channels).
@@ -27,11 +31,15 @@ conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("imagenet", "cifar")
-# name -> (stage sizes, block kind); the standard depths of He et al. 2016.
+# name -> (stage sizes, block kind); the standard depths of He et al. 2016, plus a tiny one.
 ARCHITECTURES = {
   "resnet18": ((2, 2, 2, 2), "basic"),
   "resnet34": ((3, 4, 6, 3), "basic"),
   "resnet50": ((3, 4, 6, 3), "bottleneck"),
+  # Not a published model: two stages of one basic block (6 convs, features = 2 x width). The
+  # `runlocal` variants and the method tests use it, so a test compiles in a fraction of a
+  # ResNet-18's time; the standard depths are covered by tests/models/test_resnet.py.
+  "resnet_tiny": ((1, 1), "basic"),
 }
 _EXPANSION = {"basic": 1, "bottleneck": 4}
 
@@ -80,10 +88,11 @@ class _ConvBN(nn.Module):
   dtype: Any = jnp.float32
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
+  cpu_kernels: bool = False
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
-    if train and not self.is_initializing() and jax.default_backend() == "cpu":
+    if train and self.cpu_kernels and not self.is_initializing():
       # The kernel exists once the module is applied with parameters; it only feeds the predicate.
       x = _materialized(x, self.variables["params"]["conv"]["kernel"])
     x = nn.Conv(
@@ -96,7 +105,8 @@ class _ConvBN(nn.Module):
       dtype=self.dtype,
       name="conv",
     )(x)
-    return BatchNorm(
+    return batch_norm(
+      self.cpu_kernels,
       use_running_average=not train,
       momentum=self.bn_momentum,
       epsilon=self.bn_epsilon,
@@ -123,6 +133,7 @@ class ResidualBlock(nn.Module):
   dtype: Any = jnp.float32
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
+  cpu_kernels: bool = False
 
   @nn.compact
   def __call__(self, x_bhwc: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -135,7 +146,8 @@ class ResidualBlock(nn.Module):
     Returns:
       Shape [B, H / stride, W / stride, features * expansion].
     """
-    bn = dict(dtype=self.dtype, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
+    bn = dict(dtype=self.dtype, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+              cpu_kernels=self.cpu_kernels)
     out_features = self.features * _EXPANSION[self.block]
     if self.block == "basic":
       y = nn.relu(_ConvBN(self.features, 3, self.stride, name="conv1", **bn)(x_bhwc, train=train))
@@ -166,6 +178,7 @@ class ResNet(nn.Module):
     dtype: compute dtype; parameters and the returned features stay float32.
     bn_momentum: running-average decay of BatchNorm (Flax convention: 0.9 == PyTorch's 0.1).
     bn_epsilon: BatchNorm epsilon.
+    cpu_kernels: use the XLA:CPU workarounds (module docstring); same variables either way.
   """
 
   stage_sizes: Sequence[int]
@@ -176,6 +189,7 @@ class ResNet(nn.Module):
   dtype: Any = jnp.float32
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
+  cpu_kernels: bool = False
 
   @property
   def features(self) -> int:
@@ -195,7 +209,8 @@ class ResNet(nn.Module):
     """
     _check_choice(self.block, BLOCKS, "encoder.block")
     _check_choice(self.stem, STEMS, "encoder.stem")
-    bn = dict(dtype=self.dtype, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
+    bn = dict(dtype=self.dtype, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+              cpu_kernels=self.cpu_kernels)
     x = x_bhwc.astype(self.dtype)
     if self.stem == "imagenet":
       x = nn.relu(_ConvBN(self.width, 7, 2, name="stem", **bn)(x, train=train))
@@ -229,19 +244,21 @@ def make_encoder(
   width: int = 64,
   zero_init_residual: bool = False,
   dtype: Any = jnp.float32,
+  cpu_kernels: bool = False,
 ) -> tuple[nn.Module, int]:
   """Builds a ResNet encoder by name.
 
   Args:
-    name: ``'resnet18'``, ``'resnet34'`` or ``'resnet50'``.
+    name: ``'resnet18'``, ``'resnet34'``, ``'resnet50'`` or ``'resnet_tiny'`` (tests, smoke runs).
     stem: ``'imagenet'`` or ``'cifar'``.
     width: channels of the first stage (64 is the standard model).
     zero_init_residual: zero-initialise the last BN scale of every residual block.
     dtype: compute dtype.
+    cpu_kernels: use the XLA:CPU workarounds (module docstring).
 
   Returns:
     ``(module, feature_dim)``; feature_dim is 8 * width (basic blocks) or 32 * width
-    (bottleneck), i.e. 512 / 2048 at width 64.
+    (bottleneck), i.e. 512 / 2048 at width 64; 2 * width for ``'resnet_tiny'``.
 
   Raises:
     ConfigError: unknown name or stem, or a non-positive width.
@@ -258,5 +275,6 @@ def make_encoder(
     stem=stem,
     zero_init_residual=zero_init_residual,
     dtype=dtype,
+    cpu_kernels=bool(cpu_kernels),
   )
   return module, module.features
