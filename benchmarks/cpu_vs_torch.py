@@ -1,14 +1,15 @@
-r"""Side by side on this machine: ssljax's Barlow Twins step against the PyTorch peer reference.
+r"""Side by side on this machine: ssljax's Barlow Twins step against its PyTorch reference.
 
-  python benchmarks/cpu_vs_torch.py --torch-python=/path/to/venv-with-torch/bin/python \
-      --peer=../shared/bench/peer_barlow_torch.py --rounds=5
+  python benchmarks/cpu_vs_torch.py --torch-python=/path/to/venv-with-torch/bin/python --rounds=5
 
-The benchmark setting of issue 5: ResNet-18 (CIFAR stem), 32 px, batch 128, two views, projector
-2048-2048-2048; ssljax's step includes the on-device augmentation, the PyTorch peer's does not.
-Each round runs the peer once and ``benchmarks/throughput.py`` once (alternating, so slow phases of
-a shared machine hit both), each in a fresh process; ``--variants`` adds ssljax runs with other
-settings (e.g. without ssljax's XLA:CPU defaults) to the same rounds. Prints one JSON line per run
-and a summary with medians and the ratio ssljax / PyTorch of median samples/s.
+The PyTorch side is ``benchmarks/torch_barlow.py`` (in this repository; torch is a benchmark-only
+extra). The setting: ResNet-18 (CIFAR stem), 32 px, batch 128, two views, projector
+2048-2048-2048; ssljax's step includes the on-device augmentation, the PyTorch one does not.
+Each round runs the reference once and ``benchmarks/throughput.py`` once (alternating, so slow
+phases of a shared machine hit both), each in a fresh process; ``--variants`` adds ssljax runs
+with other settings (without ssljax's XLA:CPU flags, or without the CPU kernels in the models) to
+the same rounds. Prints one JSON line per run and a summary with medians and the ratio
+ssljax / PyTorch of median samples/s.
 """
 
 import argparse
@@ -22,10 +23,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 THROUGHPUT = [os.path.join(HERE, "throughput.py"), "--config=experiments/barlow.py:data=cifar10",
               "--config.input.batch_size=128", "--config.eval.online_probe=False"]
-# name -> extra environment for the ssljax run.
+# name -> (extra environment, extra flags) of the ssljax run.
 VARIANTS = {
-    "ssljax": {},
-    "ssljax-no-xla-defaults": {"SSLJAX_XLA_CPU_DEFAULTS": "0"},
+    "ssljax": ({}, []),
+    "ssljax-no-xla-defaults": ({"SSLJAX_XLA_CPU_DEFAULTS": "0"}, []),
+    "ssljax-no-cpu-kernels": ({}, ["--config.cpu_kernels=false"]),
 }
 
 
@@ -47,8 +49,8 @@ def _run(cmd, env=None) -> dict:
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--torch-python", required=True, help="a Python with torch installed")
-  p.add_argument("--peer", default=os.path.join(ROOT, "..", "shared", "bench",
-                                                "peer_barlow_torch.py"))
+  p.add_argument("--peer", default=os.path.join(HERE, "torch_barlow.py"),
+                 help="the PyTorch script (default: this repository's reference)")
   p.add_argument("--rounds", type=int, default=5)
   p.add_argument("--steps", type=int, default=3, help="timed steps per run (both sides)")
   p.add_argument("--variants", default="ssljax", help=f"comma list from {sorted(VARIANTS)}")
@@ -61,12 +63,13 @@ def main():
     sys.exit(f"error: --peer={a.peer} does not exist")
   rates = {name: [] for name in ["torch", *variants]}
   for r in range(a.rounds):
-    row = _run([a.torch_python, a.peer, "--steps", str(a.steps)])
+    row = _run([a.torch_python, a.peer, "--steps", str(a.steps), "--batch", "128"])
     rates["torch"].append(row["samples_per_s"])
     print(json.dumps({"round": r, **row}), flush=True)
     for name in variants:
-      row = _run([sys.executable, *THROUGHPUT, f"--steps={a.steps}", "--repeats=1"],
-                 env=VARIANTS[name])
+      env, flags = VARIANTS[name]
+      row = _run([sys.executable, *THROUGHPUT, *flags, f"--steps={a.steps}", "--repeats=1"],
+                 env=env)
       rates[name].append(row["samples_per_s"])
       print(json.dumps({"round": r, "variant": name, **row}), flush=True)
   med = {name: statistics.median(v) for name, v in rates.items()}

@@ -25,7 +25,7 @@ Rules:
 
 See the paths and the resulting per-device bytes of a config with::
 
-  python -m ssljax.sharding --config=experiments/mae.py:data=imagenet2012 \
+  python -m ssljax.tools.sharding --config=experiments/mae.py:data=imagenet2012 \
       --config.sharding_rules='((".*", "fsdp"),)'
 """
 
@@ -34,7 +34,6 @@ from __future__ import annotations
 import collections
 import math
 import re
-import sys
 from typing import Any, NamedTuple, Sequence
 
 import jax
@@ -46,11 +45,17 @@ from ssljax.errors import ConfigError
 RULES = ("replicate", "fsdp", "fsdp:<min_elements>")
 # Below this many elements a leaf is cheaper to replicate than to gather in every step.
 FSDP_MIN_ELEMENTS = 2**14
-PATHS_HINT = "list the state's paths with `python -m ssljax.sharding --config=<your config>`"
+PATHS_HINT = "list the state's paths with `python -m ssljax.tools.sharding --config=<your config>`"
 
 
 def make_mesh(mesh_cfg: Sequence[Sequence[Any]], devices=None) -> Mesh:
-  """Builds a device mesh from ``[(axis_name, size), ...]``; one size may be -1 (the rest)."""
+  """Builds a device mesh from ``[(axis_name, size), ...]``; one size may be -1 (the rest).
+
+  With a -1 axis the mesh spans every device. Without one, in a single-process run, the mesh
+  may be smaller than the device count and uses the first devices (``[("data", 1)]``: one
+  device, e.g. for a test or a debugging run on a multi-GPU machine); a multi-process run must
+  span every process's devices.
+  """
   devices = list(jax.devices() if devices is None else devices)
   try:
     names = [str(name) for name, _ in mesh_cfg]
@@ -64,17 +69,20 @@ def make_mesh(mesh_cfg: Sequence[Sequence[Any]], devices=None) -> Mesh:
   if sizes.count(-1) > 1:
     raise ConfigError(f"mesh={mesh_cfg!r} may have at most one axis of size -1")
   known = math.prod(s for s in sizes if s != -1)
-  if any(s == 0 or s < -1 for s in sizes) or len(devices) % known:
+  if any(s == 0 or s < -1 for s in sizes) or (-1 in sizes and len(devices) % known):
     raise ConfigError(
-        f"mesh={mesh_cfg!r} does not fit {len(devices)} devices; use sizes whose product divides "
-        f"{len(devices)}, or -1 for one axis"
+        f"mesh={mesh_cfg!r} does not fit {len(devices)} devices; use positive sizes whose product "
+        f"divides {len(devices)}, or -1 for one axis"
     )
   sizes = [len(devices) // known if s == -1 else s for s in sizes]
-  if math.prod(sizes) != len(devices):
+  if math.prod(sizes) > len(devices) or (math.prod(sizes) < len(devices)
+                                         and jax.process_count() > 1):
     raise ConfigError(
-        f"mesh={mesh_cfg!r} has {math.prod(sizes)} devices but {len(devices)} are available; "
-        "make the sizes multiply to the device count or use -1 for the data axis"
+        f"mesh={mesh_cfg!r} has {math.prod(sizes)} devices but {len(devices)} are available"
+        f"{' in all processes' if jax.process_count() > 1 else ''}; make the sizes multiply to "
+        "the device count or use -1 for the data axis"
     )
+  devices = devices[:math.prod(sizes)]
   return Mesh(np.asarray(devices).reshape(sizes), tuple(names))
 
 
@@ -93,15 +101,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def path_str(path) -> str:
   """A pytree key path as ``a/b/0/c`` (dict keys, attribute names and indices alike)."""
-  parts = []
-  for key in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(key, attr):
-        parts.append(str(getattr(key, attr)))
-        break
-    else:
-      parts.append(str(key))
-  return "/".join(parts)
+  return jax.tree_util.keystr(tuple(path), simple=True, separator="/")
 
 
 def leaf_paths(tree) -> list[str]:
@@ -258,59 +258,3 @@ def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, ja
       k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
       for k, v in local_batch.items()
   }
-
-
-# ---------------------------------------------------------------------------------------------
-# python -m ssljax.sharding --config=...: the state's paths, shapes and shardings
-# ---------------------------------------------------------------------------------------------
-
-
-def describe(abstract_state, mesh: Mesh, rules) -> list[str]:
-  """One line per leaf (path, shape, dtype, PartitionSpec, per-device bytes) plus a total line."""
-  shardings = tree_shardings(abstract_state, mesh, rules)
-  lines = []
-  leaves = jax.tree_util.tree_leaves_with_path(abstract_state)
-  for (path, leaf), sh in zip(leaves, jax.tree.leaves(shardings), strict=True):
-    one = jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sh)
-    lines.append(f"{path_str(path)}  {tuple(leaf.shape)} {leaf.dtype}  {tuple(sh.spec)}  "
-                 f"{per_device_bytes(one)} B/device")
-  placed = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                        abstract_state, shardings)
-  total = sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize
-              for a in jax.tree.leaves(abstract_state))
-  lines.append(f"total {total} B; per device {per_device_bytes(placed)} B on "
-               f"{mesh.devices.size} devices (mesh {dict(mesh.shape)})")
-  return lines
-
-
-def _main(argv) -> None:  # pragma: no cover - exercised by hand; describe() is tested.
-  from absl import flags
-
-  from ssljax import data, train
-  from ssljax.errors import UserError
-
-  config = flags.FLAGS.config
-  rules = tuple(tuple(r) for r in config.sharding_rules)
-  config.sharding_rules = ((".*", "replicate"),)  # Build the shapes even when the rules are bad.
-  size = int(config.input.image_size)
-  info = data.DatasetInfo(name="synthetic", num_classes=1000, image_shape=(size, size, 3),
-                          num_train=1_000_000, num_eval=1)
-  try:
-    run = train.build(config, info=info)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  try:
-    print("\n".join(describe(run.abstract_state, run.mesh, rules)))
-  except UserError as e:  # Bad rules: show the paths they should match, then the error.
-    print("\n".join(leaf_paths(run.abstract_state)))
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-
-
-if __name__ == "__main__":  # pragma: no cover
-  from absl import app
-  from ml_collections import config_flags
-
-  config_flags.DEFINE_config_file("config", None, "Experiment file[:variant].", lock_config=True)
-  app.run(_main)

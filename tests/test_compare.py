@@ -1,8 +1,8 @@
-"""python -m ssljax.compare: method discovery, the table, reuse of finished runs, bad input."""
+"""python -m ssljax.tools.compare: method discovery, the table, reuse of finished runs, errors."""
 
 import json
 
-from ssljax import compare
+from ssljax.tools import compare
 
 
 def test_discovers_every_method_with_an_experiment_file():

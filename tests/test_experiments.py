@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import pytest
 
 from experiments import barlow, common
-from ssljax import compare, methods
+from ssljax import methods
 from ssljax.errors import ConfigError
+from ssljax.tools import compare
 
 COMMON_FIELDS = ("seed", "total_steps", "total_epochs", "input.batch_size", "input.data.name",
                  "log_every_steps", "checkpoint_every_steps", "mesh", "sharding_rules")

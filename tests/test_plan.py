@@ -1,4 +1,4 @@
-"""``python -m ssljax.plan``: the train step compiled for N fake devices, memory and FLOPs."""
+"""``python -m ssljax.tools.plan``: the train step compiled for N fake devices, memory and FLOPs."""
 
 import json
 import os
@@ -7,15 +7,15 @@ import sys
 
 import pytest
 
-from ssljax import plan
 from ssljax.errors import ConfigError, UserError
+from ssljax.tools import plan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = "--config=experiments/barlow.py:runlocal"  # batch 16 of 8x8x1 digits, ResNet-18 width 4
+CONFIG = "--config=experiments/barlow.py:runlocal"  # batch 16 of 8x8x1 digits, resnet_tiny width 8
 
 
 def _plan(*args):
-  return subprocess.run([sys.executable, "-m", "ssljax.plan", CONFIG, *args], cwd=ROOT,
+  return subprocess.run([sys.executable, "-m", "ssljax.tools.plan", CONFIG, *args], cwd=ROOT,
                         capture_output=True, text=True, timeout=900)
 
 
@@ -29,6 +29,7 @@ def plans():
   return {p["devices"]: p for p in doc["plans"]}
 
 
+@pytest.mark.slow
 def test_fields_present_and_positive(plans):
   assert sorted(plans) == [2, 4]
   for p in plans.values():
@@ -44,6 +45,7 @@ def test_fields_present_and_positive(plans):
     assert p["peak_bytes_per_device"] == m["argument"] + m["output"] + m["temp"] - m["alias"]
 
 
+@pytest.mark.slow
 def test_batch_and_memory_accounting(plans):
   assert plans[2]["batch_per_device"] == 8 and plans[4]["batch_per_device"] == 4
   for p in plans.values():
@@ -59,6 +61,7 @@ def test_batch_and_memory_accounting(plans):
     assert p["memory_per_device"]["alias"] == p["state_bytes_per_device"]
 
 
+@pytest.mark.slow
 def test_flops_are_per_device(plans):
   f2, f4 = plans[2]["flops_per_device"], plans[4]["flops_per_device"]
   assert 1.6 < f2 / f4 < 2.2  # Half the batch per device: about half the work.
@@ -85,6 +88,7 @@ def test_table_output():
     ("-4", "entry '-4'"),
     ("3", "3 devices: input.batch_size=16 does not divide over 3 data-parallel devices"),
 ])
+@pytest.mark.slow
 def test_bad_devices(devices, message):
   proc = _plan(f"--devices={devices}")
   assert proc.returncode == 2, proc.stderr
@@ -111,6 +115,7 @@ def test_crashed_child_reports_its_last_line(monkeypatch):
     plan.plan_in_subprocess(2, [CONFIG])
 
 
+@pytest.mark.slow
 def test_bad_config_override_is_one_line():
   proc = _plan("--config.input.nope=1", "--devices=2")
   assert proc.returncode == 2

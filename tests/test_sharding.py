@@ -6,6 +6,7 @@ import pytest
 
 from ssljax import sharding
 from ssljax.errors import ConfigError
+from ssljax.tools import sharding as sharding_tool
 
 
 def test_mesh_from_config():
@@ -15,8 +16,15 @@ def test_mesh_from_config():
   assert mesh.shape == {"data": 4, "model": 2}
 
 
+def test_a_mesh_without_a_free_axis_may_use_the_first_devices():
+  # One process: ("data", 1) is a one-device run (tests, debugging), on the first device.
+  mesh = sharding.make_mesh([("data", 1)])
+  assert mesh.shape == {"data": 1} and list(mesh.devices.flat) == jax.devices()[:1]
+  assert sharding.make_mesh([("data", 3)]).devices.size == 3
+
+
 @pytest.mark.parametrize("bad,needle", [
-    ([("data", 3)], "does not fit 8 devices"),
+    ([("data", -1), ("model", 3)], "does not fit 8 devices"),
     ([("data", 16)], "8"),
     ([("model", -1)], "'data' axis"),
     ([("data", -1), ("model", -1)], "at most one"),
@@ -117,7 +125,7 @@ def test_unmatched_fsdp_pattern_names_it_and_how_to_list_paths():
   with pytest.raises(ConfigError) as e:
     _specs(_state_like(), [("encoderr/.*", "fsdp"), (".*", "replicate")])
   message = str(e.value)
-  assert "'encoderr/.*'" in message and "python -m ssljax.sharding" in message
+  assert "'encoderr/.*'" in message and "python -m ssljax.tools.sharding" in message
   assert "\n" not in message
   # A pattern that matches but wins no leaf (shadowed by an earlier rule) is not a typo.
   _specs(_state_like(), [(".*", "replicate"), ("encoder/", "fsdp")])
@@ -150,7 +158,7 @@ def test_per_device_bytes_from_shardings():
 
 def test_describe_lists_paths_specs_and_bytes():
   mesh = sharding.make_mesh([("data", -1)])
-  lines = sharding.describe(jax.eval_shape(_state_like), mesh, [(".*", "fsdp")])
+  lines = sharding_tool.describe(jax.eval_shape(_state_like), mesh, [(".*", "fsdp")])
   assert any(line.startswith("params/method/encoder/dense/kernel  (256, 128) float32  "
                              "('data', None)  16384 B/device") for line in lines), lines
   assert lines[-1].startswith("total ")

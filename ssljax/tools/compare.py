@@ -2,9 +2,9 @@ r"""Trains several methods on the same data and prints one table of their result
 
 ::
 
-    python -m ssljax.compare --methods=all --workdir=/tmp/ssljax_compare
-    python -m ssljax.compare --methods=simclr,byol --config-arg=runlocal --workdir=/tmp/quick
-    python -m ssljax.compare --methods=fst,fst:baseline --workdir=/tmp/semi
+    python -m ssljax.tools.compare --methods=all --workdir=/tmp/ssljax_compare
+    python -m ssljax.tools.compare --methods=simclr,byol --config-arg=runlocal --workdir=/tmp/quick
+    python -m ssljax.tools.compare --methods=fst,fst:baseline --workdir=/tmp/semi
 
 Each method runs its own experiment file (``experiments/<method>.py``, with ``--config-arg`` as
 the variant) in ``<workdir>/<method>``, one after the other, through the same
@@ -116,7 +116,7 @@ def train_or_reuse(label: str, workdir: str, build_config, *, rerun: bool, what:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m ssljax.compare", description=__doc__.split(
+  parser = argparse.ArgumentParser(prog="python -m ssljax.tools.compare", description=__doc__.split(
       "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--methods", default="all",
                       help="comma-separated method names (or method:variant, e.g. sla:baseline), "
@@ -165,4 +165,7 @@ def write_report(workdir: str, stem: str, text: str, data, *, rows: list[dict], 
 
 if __name__ == "__main__":
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  from ssljax import configure_cpu
+
+  configure_cpu()  # As main.py: XLA:CPU flags before JAX creates its devices.
   sys.exit(main())

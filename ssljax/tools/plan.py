@@ -1,7 +1,7 @@
 r"""Plans a run before renting the hardware: compiles the train step for N devices, runs nothing.
 
-  python -m ssljax.plan --config=experiments/barlow.py:data=imagenet2012 --devices=8,64,256
-  python -m ssljax.plan --config=experiments/barlow.py:runlocal --devices=2,4 --json
+  python -m ssljax.tools.plan --config=experiments/barlow.py:data=imagenet2012 --devices=8,64,256
+  python -m ssljax.tools.plan --config=experiments/barlow.py:runlocal --devices=2,4 --json
 
 For every device count it builds the run (``train.build``) on that many fake CPU devices, lowers
 and compiles the jitted train step on abstract inputs (``ShapeDtypeStruct`` state and batch, so no
@@ -27,6 +27,9 @@ How to read the numbers:
 * The batch is uint8 images of the shape the input pipeline yields for the recipe's data set
   (``batch_shape`` in the output), with that data set's class count and train size (which set the
   online probe size and the schedule, not the step cost); nothing is read from disk.
+* The graph is the **accelerator** one: ``cpu_kernels`` is forced off (Flax's BatchNorm, no
+  XLA:CPU-only identity conds; ``ssljax.cpu``), whatever the config says, because a plan sizes
+  a GPU/TPU slice. The record says so (``cpu_kernels: false``).
 """
 
 from __future__ import annotations
@@ -37,11 +40,13 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+
+from ssljax.tools import cli  # noqa: E402
 
 # What the input pipeline yields per data set: (image shape, classes, train examples). Data sets
 # whose images are resized on the host (imagenet2012, imagenette, folder) use input.data.image_size.
@@ -58,9 +63,10 @@ _RESIZED = ("imagenet2012", "imagenette", "folder")
 _DEFAULT_CLASSES, _DEFAULT_TRAIN = 1000, 1_281_167  # Unknown data: ImageNet-sized (upper bound).
 _MARK = "SSLJAX_PLAN_JSON "
 _CONFIG = _DEVICES = _JSON = _CHILD = None  # absl flag holders, set by _define_flags().
-NOTE = ("numbers from the CPU compiler (fake devices): memory is an estimate (GPU/TPU buffer "
-        "assignment and fusion differ; temp is usually an upper bound), flops are XLA's HLO count "
-        "per device; peak = argument + output + temp - alias")
+NOTE = ("the accelerator graph (cpu_kernels off: no XLA:CPU-only ops) compiled by the CPU "
+        "compiler on fake devices: memory is an estimate (GPU/TPU buffer assignment and fusion "
+        "differ; temp is usually an upper bound), flops are XLA's HLO count per device; peak = "
+        "argument + output + temp - alias")
 
 
 def parse_devices(text: str) -> list[int]:
@@ -109,7 +115,11 @@ def plan_here(config) -> dict:
 
   info = synthetic_info(config)
   t0 = time.perf_counter()
-  run = train.build(config, info=info)
+  with config.unlocked():
+    config.cpu_kernels = "false"  # Plan the accelerator graph, not the XLA:CPU workarounds.
+  with warnings.catch_warnings():  # Nothing runs here, so the CPU-gradient warning is moot.
+    warnings.simplefilter("ignore")
+    run = train.build(config, info=info)
   batch_size = int(config.input.batch_size)
   batch_sh = sharding.batch_sharding(run.mesh)
   batch = {
@@ -148,7 +158,7 @@ def plan_here(config) -> dict:
   return {
       "devices": devices, "backend": jax.default_backend(),
       "mesh": {str(k): int(v) for k, v in run.mesh.shape.items()},
-      "method": str(config.method), "encoder": str(config.encoder.name),
+      "method": str(config.method), "encoder": str(config.encoder.name), "cpu_kernels": False,
       "global_batch": batch_size, "batch_per_device": batch_size // data_shards,
       "batch_shape": [batch_size, *info.image_shape], "views": len(run.method.views),
       "num_params": int(num_params),
@@ -171,14 +181,14 @@ def _child_env(count: int) -> dict[str, str]:
 
 
 def plan_in_subprocess(count: int, argv: list[str]) -> dict:
-  """Runs ``python -m ssljax.plan <argv> --devices=<count> --_child``; returns its record.
+  """Runs ``python -m ssljax.tools.plan <argv> --devices=<count> --_child``; returns its record.
 
   Raises:
     UserError: the child failed (its ``error:`` line, or its last stderr line if it crashed).
   """
   from ssljax.errors import UserError
 
-  cmd = [sys.executable, "-m", "ssljax.plan", *argv, f"--devices={count}", "--_child",
+  cmd = [sys.executable, "-m", "ssljax.tools.plan", *argv, f"--devices={count}", "--_child",
          "--nojson"]
   proc = subprocess.run(cmd, env=_child_env(count), capture_output=True, text=True)
   records = [line[len(_MARK):] for line in proc.stdout.splitlines() if line.startswith(_MARK)]
@@ -230,16 +240,10 @@ def _describe(config, records: list[dict]) -> str:
           f"{r['num_params']:,} params, compute {dtype}, sharding_rules {rules}")
 
 
-def _fail(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(2)
-
-
 def _define_flags() -> None:
   """Defines the command's flags (only when run as a command, so importing this module is free)."""
   global _CONFIG, _DEVICES, _JSON, _CHILD
-  _CONFIG = config_flags.DEFINE_config_file(
-      "config", None, "Experiment file, e.g. experiments/barlow.py[:variant].", lock_config=True)
+  _CONFIG = cli.define_config_flag()
   _DEVICES = flags.DEFINE_string("devices", "8", "Comma-separated device counts, e.g. 8,64,256.")
   _JSON = flags.DEFINE_bool("json", False, "Print one JSON document instead of the table.")
   _CHILD = flags.DEFINE_bool("_child", False, "Internal: plan one count in this process.")
@@ -251,13 +255,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from ssljax.errors import UserError
 
-  try:
-    config = _CONFIG.value
-    config.method  # noqa: B018 - a config file that failed to load raises on first access.
-  except OSError as e:
-    detail = [line.strip() for line in str(e).splitlines() if "Errno" in line]
-    _fail(f"cannot load --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}: "
-          f"{detail[-1] if detail else e}")
+  config = cli.load_config(_CONFIG, sys.argv)
   try:
     if _CHILD.value:
       print(_MARK + json.dumps(plan_here(config)), flush=True)
@@ -272,7 +270,7 @@ def main(argv):
       print(f"  {count} devices: compiled in {r['lower_s'] + r['compile_s']:.1f} s",
             file=sys.stderr, flush=True)
   except UserError as e:
-    _fail(str(e))
+    cli.fail(str(e))
   if _JSON.value:
     print(json.dumps({"note": NOTE, "plans": records}, indent=1))
   else:
@@ -281,28 +279,6 @@ def main(argv):
     print(f"note: {NOTE}")
 
 
-def _parse_flags(argv):
-  """absl flag parsing, with a bad config or flag reported as one ``error:`` line."""
-  from ssljax.errors import UserError
-
-  try:
-    return flags.FLAGS(argv)
-  except UserError as e:  # Raised by an experiment's get_config (e.g. an unknown variant).
-    _fail(str(e))
-  except (AttributeError, KeyError) as e:  # A --config.<field> override that does not exist.
-    field = str(e.args[0] if e.args else e).split()[0].strip("'\"")
-    culprit = [a.split("=")[0] for a in argv if a.startswith("--config.")
-               and a.split("=")[0].split(".")[-1] == field]
-    _fail(f"{culprit[0] if culprit else repr(field)}: no such config field (the experiment "
-          "file lists every field)")
-  except (flags.Error, ValueError, TypeError) as e:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    last = lines[-1] if lines else type(e).__name__
-    if "Traceback" in str(e):  # get_config raised: its last line, without the exception name.
-      last = last.split(": ", 1)[-1]
-    _fail(last)
-
-
 if __name__ == "__main__":
   _define_flags()
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=lambda argv: cli.parse_flags(argv, flags.FLAGS))

@@ -2,11 +2,12 @@ r"""Picks hyperparameters without labels: trains a small grid, keeps the run wit
 
 ::
 
-    python -m ssljax.select --config=experiments/barlow.py --grid=barlow.lambd=0.001,0.005,0.02 \
+    python -m ssljax.tools.select --config=experiments/barlow.py \
+        --grid=barlow.lambd=0.001,0.005,0.02 \
         --workdir=/tmp/barlow_select
-    python -m ssljax.select --config=experiments/vicreg.py --config-arg=runlocal \
+    python -m ssljax.tools.select --config=experiments/vicreg.py --config-arg=runlocal \
         --grid=optim.lr=0.1,0.3 --grid=vicreg.sim_weight=10.0,25.0 --workdir=/tmp/quick
-    python -m ssljax.select --config=experiments/barlow.py --grid=barlow.lambd=0.001,0.005 \
+    python -m ssljax.tools.select --config=experiments/barlow.py --grid=barlow.lambd=0.001,0.005 \
         --config-override=total_epochs=20 --workdir=/tmp/short
 
 Flags:
@@ -48,8 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from ssljax import compare
 from ssljax.errors import ConfigError, UserError
+from ssljax.tools import compare
 
 # results.json key of each --rankme choice (the paper's default is the projector's embedding).
 RANKME_KEYS = {"embedding": "rankme", "representation": "rankme_representation"}
@@ -62,16 +63,8 @@ _FALSE = ("false", "0", "no")
 # ---------------------------------------------------------------------------------------------
 
 
-def average_ranks(x_n) -> np.ndarray:
-  """Ranks 1..n of ``x_n`` (float [N]); tied values share the mean of the ranks they span."""
-  x = np.asarray(x_n, dtype=np.float64)
-  _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-  last = np.cumsum(counts)  # Rank of the last member of each group of equal values.
-  return (last - (counts - 1) / 2.0)[inverse]
-
-
 def spearman(x_n, y_n) -> float:
-  """Spearman's rho: the Pearson correlation of the average ranks of ``x_n`` and ``y_n``.
+  """Spearman's rho of ``x_n`` and ``y_n`` (``scipy.stats.spearmanr``: average ranks for ties).
 
   Args:
     x_n: [N] finite values.
@@ -80,20 +73,17 @@ def spearman(x_n, y_n) -> float:
   Returns:
     rho in [-1, 1], or NaN when it is undefined (N < 2, or all of x or all of y tied).
   """
+  from scipy import stats
+
   x = np.asarray(x_n, dtype=np.float64)
   y = np.asarray(y_n, dtype=np.float64)
   if x.ndim != 1 or x.shape != y.shape:
     raise ValueError(f"spearman expects two [N] arrays, got shapes {x.shape} and {y.shape}")
   if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
     raise ValueError("spearman expects finite values")
-  if x.size < 2:
-    return math.nan
-  dx = average_ranks(x) - (x.size + 1) / 2.0  # The mean rank is (N + 1) / 2, ties or not.
-  dy = average_ranks(y) - (y.size + 1) / 2.0
-  denom = math.sqrt(float(np.sum(dx * dx) * np.sum(dy * dy)))
-  if denom == 0.0:
-    return math.nan
-  return float(np.clip(np.sum(dx * dy) / denom, -1.0, 1.0))
+  if x.size < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+    return math.nan  # scipy would warn and return NaN too.
+  return float(np.clip(stats.spearmanr(x, y).statistic, -1.0, 1.0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,7 +368,7 @@ def report(rows: list[dict], grid: dict[str, list[Any]], choice: dict[str, Any],
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m ssljax.select", description=__doc__.split(
+  parser = argparse.ArgumentParser(prog="python -m ssljax.tools.select", description=__doc__.split(
       "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--config", required=True,
                       help="experiment file, optionally with its variant: FILE[:ARG]")
@@ -430,4 +420,7 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  from ssljax import configure_cpu
+
+  configure_cpu()  # As main.py: XLA:CPU flags before JAX creates its devices.
   sys.exit(main())
