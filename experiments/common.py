@@ -81,6 +81,10 @@ def base_config() -> mlc.ConfigDict:
   # 'bfloat16': mixed precision (bf16 encoder/projector compute; float32 parameters, optimiser
   # state, BatchNorm statistics and losses). 'float32' everywhere by default.
   c.compute_dtype = "float32"
+  # XLA:CPU workarounds in the models (ssljax's BatchNorm, an identity cond before each training
+  # conv; benchmarks/NOTES.md): 'auto' turns them on for the CPU backend only; 'true'/'false'
+  # force them. The variables are the same either way, so checkpoints load in both.
+  c.cpu_kernels = "auto"
   # Split each global batch into this many microbatches and sum their gradients (one optimiser
   # step); for global batches whose activations do not fit. Losses over the batch (contrastive,
   # cross-correlation, BatchNorm) then see microbatches (see ssljax.train.train_step).
@@ -127,7 +131,13 @@ def base_config() -> mlc.ConfigDict:
       knn=True, knn_k=(20, 200), knn_temperature=0.07,
       rankme_every_steps=0, rankme_samples=25_600,
       max_train_samples=-1,  # Cap on train-split features for the probes (-1 = all).
-      online_probe=False,
+      # Also evaluate the initial state (a fresh run only): results.json then holds init_<metric>
+      # beside each metric, e.g. init_knn_top1, the number a method has to beat.
+      at_init=False,
+      # A linear classifier on the stopped backbone features, trained beside the SSL loss with its
+      # own optimiser (constant LR, no weight decay, no LARS): 'sgd' (momentum) or 'adam'.
+      online_probe=False, online_probe_optimizer="sgd", online_probe_lr=0.1,
+      online_probe_momentum=0.9,
   ))
   return c
 
@@ -179,7 +189,11 @@ def runlocal(c: mlc.ConfigDict) -> mlc.ConfigDict:
   c.log_every_steps = 2
   c.checkpoint_every_steps = 3
   c.input.batch_size = 16
-  if "width" in c.encoder:  # ResNets; ViT recipes keep their (already small) demo size.
+  if str(c.encoder.name).startswith("resnet"):  # ViT recipes keep their small demo size.
+    # Two stages of one block (16 features): compiles in a fraction of a ResNet-18's time.
+    c.encoder.name = "resnet_tiny"
+    c.encoder.width = 8
+  elif "width" in c.encoder:  # Other ResNet families (SLA's CIFAR ResNets): narrow.
     c.encoder.width = 4
   for head in ("projector", "predictor"):
     if head in c:

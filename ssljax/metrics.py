@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["rankme"]
+__all__ = ["normalized_std", "rankme"]
 
 
 def rankme(z_nk, *, eps: float = 1e-7, center: bool = False,
@@ -40,3 +40,23 @@ def rankme(z_nk, *, eps: float = 1e-7, center: bool = False,
     return 1.0  # An all-zero matrix is fully collapsed.
   p = sigma / total + eps
   return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def normalized_std(z_nk) -> float:
+  """Mean per-dimension standard deviation of the l2-normalised rows of ``z_nk``.
+
+  The collapse indicator of SimSiam (Chen & He, CVPR 2021, section 4.1): for embeddings spread
+  over the unit sphere it is about ``1 / sqrt(K)``; for a collapsed embedding (every row the same
+  direction) it is 0. Multiply by ``sqrt(K)`` for a value in about [0, 1].
+
+  Args:
+    z_nk: [N, K] embeddings (host or device array).
+
+  Returns:
+    ``mean_k std_n(z_nk / ||z_n||)``, population std, in float64 on the host.
+  """
+  z = np.asarray(z_nk, dtype=np.float64)
+  if z.ndim != 2:
+    raise ValueError(f"normalized_std expects an [N, K] matrix, got shape {z.shape}")
+  z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+  return float(np.mean(np.std(z, axis=0)))

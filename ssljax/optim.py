@@ -200,16 +200,10 @@ def make_schedule(
   if kind == "infinite":
     return _infinite_from_config(optim_cfg, peak=peak, warmup=warmup, total_steps=total_steps)
   end = peak * _check_range(optim_cfg, "min_lr_ratio", low=0.0, high=1.0)
-  decay_steps = max(total_steps - warmup, 1)
-
-  def schedule(step):
-    s = jnp.asarray(step, jnp.float32)
-    warm = peak * s / max(warmup, 1)
-    frac = jnp.clip((s - warmup) / decay_steps, 0.0, 1.0)
-    q = 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
-    return jnp.where(s < warmup, warm, peak * q + end * (1.0 - q))
-
-  return schedule
+  # optax's decay_steps counts the warm-up too; a run that is all warm-up holds the peak after.
+  return optax.warmup_cosine_decay_schedule(
+    init_value=0.0, peak_value=peak, warmup_steps=warmup,
+    decay_steps=max(total_steps, warmup + 1), end_value=end)
 
 
 def infinite_schedule(
@@ -336,24 +330,19 @@ def decay_mask(params: Any) -> Any:
   return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
 
 
-def _is_vector(params: Any) -> Any:
-  return jax.tree.map(lambda p: jnp.ndim(p) <= 1, params)
-
-
 class LarsTrustState(NamedTuple):
   count: jnp.ndarray  # Steps taken; clip_lr needs the current LR.
 
 
 def scale_by_lars_trust(
-  *, eta: float, lr_schedule: optax.Schedule | None = None, vector_lr_scale: float = 1.0
+  *, eta: float, lr_schedule: optax.Schedule | None = None
 ) -> optax.GradientTransformation:
   """Multiplies each update by ``q = eta * ||p|| / ||u||`` (1 where either norm is 0).
 
   Args:
     eta: trust coefficient.
     lr_schedule: if given, clip as solo-learn's ``clip_lr``: ``q <- min(q / lr_t, 1)``, with
-      ``lr_t`` the tensor's own LR this step.
-    vector_lr_scale: the LR multiplier of 1-D tensors, so their clip uses their own LR.
+      ``lr_t`` the tensors' own LR this step (their parameter group's).
 
   Returns:
     A stateful transformation (it counts steps) that needs ``params`` in ``update``.
@@ -372,7 +361,7 @@ def scale_by_lars_trust(
       u_norm = jnp.linalg.norm(u.astype(jnp.float32))
       q = eta * p_norm / jnp.where(u_norm > 0, u_norm, 1.0)
       if lr_schedule is not None:
-        lr = lr_schedule(state.count) * (vector_lr_scale if jnp.ndim(p) <= 1 else 1.0)
+        lr = lr_schedule(state.count)
         # At lr = 0 (the first warm-up step) the step is 0 whatever q is; avoid inf.
         q = jnp.where(lr > 0, jnp.minimum(q / jnp.where(lr > 0, lr, 1.0), 1.0), 1.0)
       q = jnp.where((p_norm > 0) & (u_norm > 0), q, 1.0)
@@ -421,13 +410,23 @@ def _optimizer_hparams(optim_cfg: Any) -> dict[str, Any]:
   return hp
 
 
-def path_mask(pattern: str) -> Callable[[Any], Any]:
-  """A mask function: True for parameters whose path (``method/predictor/out/kernel``) matches."""
+def path_mask(pattern: str, *, key: str = "pattern") -> Callable[[Any], Any]:
+  """A mask function: True for parameters whose path (``method/predictor/out/kernel``) matches.
+
+  Raises:
+    ConfigError: (when the mask is applied) the pattern matches no parameter; names ``key``, the
+      config field it came from, and shows what the paths look like.
+  """
   compiled = re.compile(pattern)
 
   def mask(params):
-    return jax.tree_util.tree_map_with_path(lambda p, _: bool(compiled.search(path_str(p))),
-                                            params)
+    paths = jax.tree_util.tree_map_with_path(lambda p, _: path_str(p), params)
+    matched = jax.tree.map(lambda p: bool(compiled.search(p)), paths)
+    if not any(jax.tree.leaves(matched)):
+      example = next(iter(jax.tree.leaves(paths)), "")
+      raise ConfigError(f"{key}={pattern!r} matches no parameter (paths look like {example!r}); "
+                        "list them with `python -m ssljax.tools.sharding --config=...`")
+    return matched
 
   return mask
 
@@ -455,7 +454,7 @@ def zero_while(mask: Callable[[Any], Any], steps: int) -> optax.GradientTransfor
   """Zeroes the updates of masked parameters during the first ``steps`` optimiser steps."""
 
   def init_fn(params):
-    del params
+    mask(params)  # A pattern that matches nothing fails here, when the run is built.
     return CountState(count=jnp.zeros([], jnp.int32))
 
   def update_fn(updates, state, params=None):
@@ -468,49 +467,67 @@ def zero_while(mask: Callable[[Any], Any], steps: int) -> optax.GradientTransfor
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def scale_by_scheduled_lr(
-  schedule: optax.Schedule, *, constant_lr: float, constant_mask: Callable[[Any], Any] | None
-) -> optax.GradientTransformation:
-  """``u <- -lr_t * u``; parameters in ``constant_mask`` use ``constant_lr`` at every step."""
-
-  def init_fn(params):
-    del params
-    return CountState(count=jnp.zeros([], jnp.int32))
-
-  def update_fn(updates, state, params=None):
-    del params
-    lr = schedule(state.count)
-    if constant_mask is None:
-      updates = jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates)
-    else:
-      updates = jax.tree.map(lambda u, m: (-(constant_lr if m else lr) * u).astype(u.dtype),
-                             updates, constant_mask(updates))
-    return updates, CountState(count=optax.safe_increment(state.count))
-
-  return optax.GradientTransformation(init_fn, update_fn)
-
-
 def weight_decay_schedule(start: float, end: float, total_steps: int) -> optax.Schedule:
   """DINO's cosine weight-decay schedule: ``end + (start - end) (1 + cos(pi s / T)) / 2``."""
+  cosine = optax.cosine_decay_schedule(init_value=start - end, decay_steps=max(total_steps, 1))
+  return lambda step: end + cosine(step)
 
-  def schedule(step):
-    frac = jnp.clip(jnp.asarray(step, jnp.float32) / max(total_steps, 1), 0.0, 1.0)
-    return end + 0.5 * (start - end) * (1.0 + jnp.cos(jnp.pi * frac))
 
-  return schedule
+def _as_schedule(lr) -> optax.Schedule:
+  return lr if callable(lr) else optax.constant_schedule(lr)
+
+
+def _group_optimizer(hp: dict[str, Any], lr, *, weight_decay, vectors: bool
+                     ) -> optax.GradientTransformation:
+  """One parameter group's optimiser with learning rate ``lr`` (a schedule or a constant).
+
+  ``vectors``: the group holds 1-D tensors (biases, norm scales), which take no weight decay and
+  no LARS adaptation when ``exclude_bias_bn``.
+  """
+  plain = vectors and hp["exclude_bias_bn"]
+  decay = 0.0 if plain else weight_decay
+  if hp["name"] == "adamw":
+    return optax.adamw(lr, b1=hp["b1"], b2=hp["b2"], eps=1e-8, weight_decay=decay)
+  if hp["name"] == "sgd":
+    return optax.chain(optax.add_decayed_weights(decay), optax.sgd(lr, momentum=hp["momentum"]))
+  chain = [optax.add_decayed_weights(decay)]
+  if not plain:
+    chain.append(scale_by_lars_trust(eta=hp["eta"],
+                                     lr_schedule=_as_schedule(lr) if hp["clip_lr"] else None))
+  # The LR multiplies the momentum buffer (official Barlow Twins LARS), unlike optax.lars.
+  chain += [optax.trace(decay=hp["momentum"]), optax.scale_by_learning_rate(lr)]
+  return optax.chain(*chain)
+
+
+def _group_labels(constant: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+  """Labels ``'<scheduled|constant>/<matrix|vector>'`` per parameter, for ``optax.partition``."""
+
+  def labels(params):
+    const = constant(params) if constant is not None else jax.tree.map(lambda _: False, params)
+    kernel = decay_mask(params)
+    return jax.tree.map(lambda c, k: ("constant" if c else "scheduled") + ("/matrix" if k
+                                                                          else "/vector"),
+                        const, kernel)
+
+  return labels
 
 
 def make_optimizer(
-  optim_cfg: Any, *, total_steps: int, steps_per_epoch: int, global_batch_size: int
+  optim_cfg: Any, *, total_steps: int, steps_per_epoch: int, global_batch_size: int,
+  separate: dict[str, optax.GradientTransformation] | None = None,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Builds the optimiser named by ``optim_cfg.name`` and its LR schedule.
 
   All three share: weight decay on kernels only when ``exclude_bias_bn`` (else on every tensor),
-  the :func:`make_schedule` LR, and ``bias_bn_lr_scale`` on the LR of 1-D tensors.
+  the :func:`make_schedule` LR, and ``bias_bn_lr_scale`` on the LR of 1-D tensors. Parameters are
+  split into groups with ``optax.partition`` (kernels / 1-D tensors, scheduled / constant LR), each
+  group its own optimiser, as PyTorch's parameter groups:
 
   * ``lars``: the official Barlow Twins LARS (module docstring), momentum ``momentum``.
-  * ``sgd``: ``g + wd * p`` into a momentum buffer, ``p <- p - lr_t * mu`` (PyTorch SGD).
-  * ``adamw``: Adam moments, then decoupled decay scaled by the LR, as PyTorch's AdamW.
+  * ``sgd``: ``g + wd * p`` into a momentum buffer, ``p <- p - lr_t * mu`` (PyTorch SGD;
+    ``optax.add_decayed_weights`` then ``optax.sgd``).
+  * ``adamw``: ``optax.adamw``: Adam moments, then decoupled decay scaled by the LR, as PyTorch's
+    AdamW (eps 1e-8).
 
   Options used by single recipes: ``weight_decay_end`` (cosine decay schedule, DINO),
   ``constant_lr_params`` (SimSiam's fixed-LR predictor), ``clip_grad_norm`` (DINO's per-tensor
@@ -523,12 +540,16 @@ def make_optimizer(
     total_steps: optimiser steps in the whole run.
     steps_per_epoch: steps per epoch.
     global_batch_size: batch size across all devices.
+    separate: top-level keys of the parameter dict that get their own optimiser instead (the
+      trainer's ``online_probe``: see :func:`probe_optimizer`); none of the above touches them.
 
   Returns:
     ``(optimizer, schedule)``; log ``schedule(step)`` as the learning rate.
 
   Raises:
-    ConfigError: naming the first ``optim.*`` field that is unknown or out of range.
+    ConfigError: naming the first ``optim.*`` field that is unknown or out of range; a
+      ``freeze_params`` / ``constant_lr_params`` regex that matches no parameter raises when
+      the optimiser is initialised.
   """
   hp = _optimizer_hparams(optim_cfg)
   schedule = make_schedule(
@@ -537,39 +558,65 @@ def make_optimizer(
     steps_per_epoch=steps_per_epoch,
     global_batch_size=global_batch_size,
   )
-  masked_decay: Callable[[Any], Any] | None = decay_mask if hp["exclude_bias_bn"] else None
   weight_decay: Any = hp["weight_decay"]
   if hp["weight_decay_end"] >= 0:
     weight_decay = weight_decay_schedule(hp["weight_decay"], hp["weight_decay_end"], total_steps)
-  frozen = None
+  vector_scale = hp["bias_bn_lr_scale"]
+  peak = peak_lr(optim_cfg, global_batch_size=global_batch_size)
+  lrs = {"scheduled/matrix": schedule, "scheduled/vector": lambda s: vector_scale * schedule(s),
+         "constant/matrix": peak, "constant/vector": vector_scale * peak}
+  groups = {label: _group_optimizer(hp, lr, weight_decay=weight_decay,
+                                    vectors=label.endswith("vector"))
+            for label, lr in lrs.items()}
+  constant = None
+  if hp["constant_lr_params"]:
+    constant = path_mask(hp["constant_lr_params"], key="optim.constant_lr_params")
+  chain = [optax.partition(groups, _group_labels(constant))]
+  if hp["clip_grad_norm"] > 0:
+    chain.insert(0, clip_by_tensor_norm(hp["clip_grad_norm"]))
   freeze_steps = round(hp["freeze_epochs"] * steps_per_epoch)
   if hp["freeze_params"] and freeze_steps > 0:
-    frozen = zero_while(path_mask(hp["freeze_params"]), freeze_steps)
-  chain = [frozen] if frozen else []
-  if hp["clip_grad_norm"] > 0:
-    chain.append(clip_by_tensor_norm(hp["clip_grad_norm"]))
-  if hp["name"] == "adamw":
-    chain += [
-      optax.scale_by_adam(b1=hp["b1"], b2=hp["b2"]),
-      optax.add_decayed_weights(weight_decay, mask=masked_decay),
-    ]
-  else:
-    chain.append(optax.add_decayed_weights(weight_decay, mask=masked_decay))
-    if hp["name"] == "lars":
-      trust = scale_by_lars_trust(
-        eta=hp["eta"],
-        lr_schedule=schedule if hp["clip_lr"] else None,
-        vector_lr_scale=hp["bias_bn_lr_scale"],
-      )
-      chain.append(optax.masked(trust, masked_decay) if masked_decay else trust)
-    chain.append(optax.trace(decay=hp["momentum"]))
-  constant = path_mask(hp["constant_lr_params"]) if hp["constant_lr_params"] else None
-  chain.append(scale_by_scheduled_lr(
-    schedule, constant_lr=peak_lr(optim_cfg, global_batch_size=global_batch_size),
-    constant_mask=constant))
-  if hp["bias_bn_lr_scale"] != 1.0:
-    # The LR enters every chain linearly, so scaling the final update scales the 1-D tensors' LR.
-    chain.append(optax.masked(optax.scale(hp["bias_bn_lr_scale"]), _is_vector))
-  if frozen:  # Again at the end: no weight decay or momentum moves a frozen tensor either.
-    chain.append(zero_while(path_mask(hp["freeze_params"]), freeze_steps))
-  return optax.chain(*chain), schedule
+    frozen = path_mask(hp["freeze_params"], key="optim.freeze_params")
+    # Before (no gradient) and after (no weight decay or momentum) the update moves a frozen one.
+    chain = [zero_while(frozen, freeze_steps), *chain, zero_while(frozen, freeze_steps)]
+  tx = optax.chain(*chain)
+  if separate:
+    tx = optax.partition({"__main__": tx, **separate}, _top_level_labels(tuple(separate)))
+  return tx, schedule
+
+
+def _top_level_labels(keys: tuple[str, ...]) -> Callable[[Any], Any]:
+  def labels(params):
+    return {k: jax.tree.map(lambda _, k=k: k if k in keys else "__main__", v)
+            for k, v in params.items()}
+
+  return labels
+
+
+PROBE_OPTIMIZERS = ("sgd", "adam")
+
+
+def probe_optimizer(name: str, *, lr: float, momentum: float = 0.9,
+                    where: str = "eval.online_probe") -> optax.GradientTransformation:
+  """The online probe's own optimiser: constant LR, no weight decay, no LARS, no warm-up.
+
+  As solo-learn's classifier parameter group, the linear probe trained beside the SSL loss must
+  not inherit the backbone's LARS trust ratio, weight decay and warm-up-from-zero schedule (they
+  under-report ``online_probe_top1``).
+
+  Args:
+    name: ``'sgd'`` (with ``momentum``) or ``'adam'``.
+    lr: the constant learning rate.
+    momentum: SGD momentum.
+    where: config prefix for error messages.
+  """
+  if name not in PROBE_OPTIMIZERS:
+    raise ConfigError(f"{where}_optimizer={name!r} is unknown; choose one of "
+                      f"{', '.join(PROBE_OPTIMIZERS)}")
+  if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0:
+    raise ConfigError(f"{where}_lr={lr!r} must be a number > 0")
+  if name == "adam":
+    return optax.adam(float(lr))
+  if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum < 1:
+    raise ConfigError(f"{where}_momentum={momentum!r} must be a number in [0, 1)")
+  return optax.sgd(float(lr), momentum=float(momentum))

@@ -23,7 +23,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from ssljax import checkpoint, data, methods, optim, sharding, writers
-from ssljax.data import augment, pipeline
+from ssljax.data import augment, checks
 from ssljax.data import bss as batch_style
 from ssljax.errors import CheckpointError, ConfigError, UserError
 from ssljax.evals.evaluator import Evaluator
@@ -256,7 +256,8 @@ def build(config, info: data.DatasetInfo | None = None) -> Run:
                         num_classes=info.num_classes)
   tx, schedule = optim.make_optimizer(config.optim, total_steps=total,
                                       steps_per_epoch=steps_per_epoch,
-                                      global_batch_size=batch_size)
+                                      global_batch_size=batch_size,
+                                      separate=probe_optimizers(config))
   init_fn = functools.partial(init_state, method=method, tx=tx, num_classes=info.num_classes,
                               online_probe=bool(config.eval.online_probe))
   rng = jax.random.PRNGKey(int(config.seed))
@@ -275,6 +276,20 @@ def build(config, info: data.DatasetInfo | None = None) -> Run:
              init_fn, step_fn)
 
 
+def probe_optimizers(config) -> dict[str, optax.GradientTransformation] | None:
+  """The online probe's own optimiser (``eval.online_probe_*``) when the probe is on.
+
+  Its parameters sit apart from the method's (``params["online_probe"]``), so the backbone's LARS,
+  weight decay and warm-up never reach them (solo-learn's classifier parameter group).
+  """
+  ev = config.eval
+  if not bool(ev.online_probe):
+    return None
+  return {"online_probe": optim.probe_optimizer(
+      str(ev.get("online_probe_optimizer", "sgd")), lr=ev.get("online_probe_lr", 0.1),
+      momentum=ev.get("online_probe_momentum", 0.9))}
+
+
 def accum_steps_of(config, mesh: jax.sharding.Mesh) -> int:
   """``grad_accum_steps`` (1 when absent), checked to split the batch evenly over devices."""
   k = config.get("grad_accum_steps", 1)
@@ -291,7 +306,7 @@ def accum_steps_of(config, mesh: jax.sharding.Mesh) -> int:
 
 def label_fraction(config) -> float:
   """``input.label_fraction`` (1 when the config has none), checked to be in (0, 1]."""
-  return pipeline.check_label_fraction(config.input.get("label_fraction", 1.0))
+  return checks.check_label_fraction(config.input.get("label_fraction", 1.0))
 
 
 def bss_setting(config) -> tuple[float, float] | None:
@@ -409,21 +424,27 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       resolved = json.loads(cfg.to_json_best_effort())
       resolved["derived"] = {"total_steps": run.total_steps,
                              "steps_per_epoch": run.steps_per_epoch,
-                             "num_devices": jax.device_count(),
+                             "num_devices": int(run.mesh.devices.size),
                              "num_processes": jax.process_count()}
       _write_json(workdir / "config.json", resolved)
     writer = writers.MetricWriter(workdir, enabled=lead)
     evaluator = Evaluator(cfg, run.method, run.mesh, run.info)
     start = int(jax.device_get(state.step))
     progress = writers.Progress(run.total_steps, start_step=start, enabled=lead)
-    devices = jax.device_count()
+    devices = int(run.mesh.devices.size)
     writers.info(
         f"training {run.method.name} on {run.info.name} for {run.total_steps} steps "
         f"(batch {cfg.input.batch_size}, {devices} device{'s' * (devices != 1)}, "
         f"start step {start})", enabled=lead)
+    at_init = {}
+    if start == 0 and bool(cfg.eval.get("at_init", False)):
+      first = evaluator.run(state)
+      writer.write(0, first)  # The curves in metrics.jsonl / TensorBoard start at step 0.
+      writers.info("at initialisation: " + json.dumps(first), enabled=lead)
+      at_init = {f"init_{k}": v for k, v in first.items()}
     with _StopSignal() as stop:
       state = _loop(run, state, train_iter, ckpt, writer, evaluator, progress, stop, start)
-    results = evaluator.run(state)
+    results = {**at_init, **evaluator.run(state)}
     results.update(step=int(jax.device_get(state.step)),
                    wall_time_s=round(time.perf_counter() - t_start, 2))
     if lead:

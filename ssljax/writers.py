@@ -88,7 +88,8 @@ class Progress:
     left = elapsed / done * max(self.total - step, 0)
     parts = [f"step {step}/{self.total} ({100.0 * step / max(self.total, 1):.0f}%)"]
     for key, fmt in (("loss", "{:.4g}"), ("learning_rate", "lr {:.3g}"),
-                     ("samples_per_sec", "{:.1f} samples/s"), ("rankme", "rankme {:.1f}")):
+                     ("samples_per_sec", "{:.1f} samples/s"), ("rankme", "rankme {:.1f}"),
+                     ("embedding_std", "emb std {:.3f}")):
       if key in metrics:
         text = fmt.format(float(metrics[key]))
         parts.append(text if key != "loss" else f"loss {text}")

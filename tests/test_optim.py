@@ -414,3 +414,46 @@ def test_bad_infinite_settings_raise_config_error_naming_the_key(overrides, key)
   with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as info:
     optim.make_optimizer(cfg, total_steps=_T, steps_per_epoch=10, global_batch_size=256)
   assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------- parameter groups (optax.partition)
+
+
+def test_online_probe_has_its_own_optimizer():
+  """The probe's SGD step is -lr * g at every step: no LARS ratio, no weight decay, no warm-up.
+
+  The backbone's LARS is still at LR 0 on its first warm-up step, so it does not move at all.
+  """
+  cfg = _cfg(name="lars", lr=0.3, lr_scaling="none", weight_decay=0.5, eta=0.02, warmup_steps=5)
+  probe = optim.probe_optimizer("sgd", lr=0.1, momentum=0.0)
+  tx, _ = optim.make_optimizer(cfg, total_steps=10, steps_per_epoch=1, global_batch_size=8,
+                               separate={"online_probe": probe})
+  params = {"method": {"w": jnp.ones((3, 2)), "b": jnp.ones(2)},
+            "online_probe": {"kernel": jnp.ones((2, 4)), "bias": jnp.ones(4)}}
+  grads = jax.tree.map(lambda p: 2.0 * jnp.ones_like(p), params)
+  state = tx.init(params)
+  for _ in range(2):
+    updates, state = tx.update(grads, state, params)
+    np.testing.assert_allclose(updates["online_probe"]["kernel"], -0.2, rtol=1e-6)
+    np.testing.assert_allclose(updates["online_probe"]["bias"], -0.2, rtol=1e-6)
+  first, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_array_equal(first["method"]["w"], 0.0)
+
+
+def test_probe_optimizer_settings_are_checked():
+  with pytest.raises(ConfigError, match="eval.online_probe_optimizer='lars'"):
+    optim.probe_optimizer("lars", lr=0.1)
+  with pytest.raises(ConfigError, match="eval.online_probe_lr=0.0"):
+    optim.probe_optimizer("sgd", lr=0.0)
+  assert optim.probe_optimizer("adam", lr=1e-3).init({"w": jnp.ones(2)}) is not None
+
+
+@pytest.mark.parametrize("key", ["freeze_params", "constant_lr_params"])
+def test_a_parameter_regex_that_matches_nothing_is_an_error(key):
+  cfg = dict(name="sgd", lr=0.5, lr_scaling="none", warmup_epochs=0.0, freeze_epochs=1.0,
+             **{key: "predictr/"})
+  tx, _ = optim.make_optimizer(cfg, total_steps=10, steps_per_epoch=2, global_batch_size=8)
+  params = {"method": {"predictor": {"w": jnp.zeros((2, 2))}}}
+  with pytest.raises(ConfigError, match=rf"optim\.{key}='predictr/' matches no parameter") as e:
+    tx.init(params)
+  assert "method/predictor/w" in str(e.value) and "\n" not in str(e.value)

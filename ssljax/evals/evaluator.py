@@ -18,7 +18,7 @@ from ssljax import data, sharding
 from ssljax.data import augment
 from ssljax.evals.knn import knn_top1
 from ssljax.evals.linear import linear_probe
-from ssljax.metrics import rankme
+from ssljax.metrics import normalized_std, rankme
 
 
 class Evaluator:
@@ -95,11 +95,14 @@ class Evaluator:
     return {k: np.concatenate(v)[:max_samples] for k, v in chunks.items()}, False
 
   def rankme(self, state) -> dict[str, float]:
-    """RankMe of the projector embeddings (and backbone representations) of the train split."""
+    """Collapse metrics of the train split: RankMe and the normalised std (no labels needed).
+
+    ``rankme`` / ``rankme_representation``: effective rank of the projector embeddings / the
+    backbone representations; ``embedding_std``: mean per-dimension std of the l2-normalised
+    embeddings (about 1 / sqrt(K) when spread out, 0 when collapsed).
+    """
     n = int(self.cfg.rankme_samples)
-    feats = self.features(state, self.data_cfg.train_split, max_samples=n)
-    return {"rankme": rankme(feats["embedding"], max_samples=n),
-            "rankme_representation": rankme(feats["representation"], max_samples=n)}
+    return collapse_metrics(self.features(state, self.data_cfg.train_split, max_samples=n), n)
 
   def run(self, state) -> dict[str, Any]:
     """Linear probe, kNN and RankMe as configured; returns a flat dict of floats."""
@@ -108,10 +111,7 @@ class Evaluator:
     train = self.features(state, self.data_cfg.train_split,
                           max_samples=int(cfg.max_train_samples))
     test = self.features(state, self.data_cfg.eval_split)
-    results: dict[str, Any] = {}
-    n = int(cfg.rankme_samples)
-    results["rankme"] = rankme(train["embedding"], max_samples=n)
-    results["rankme_representation"] = rankme(train["representation"], max_samples=n)
+    results: dict[str, Any] = collapse_metrics(train, int(cfg.rankme_samples))
     num_classes = self.info.num_classes
     if cfg.knn:
       for i, k in enumerate(cfg.knn_k):
@@ -135,3 +135,14 @@ class Evaluator:
       results[name] = float(np.mean(np.argmax(test[key], -1) == test["label"]))
     results["eval_time_s"] = round(time.perf_counter() - t0, 2)
     return results
+
+
+def collapse_metrics(features: dict[str, np.ndarray], max_samples: int) -> dict[str, float]:
+  """RankMe of embeddings and representations, the embeddings' normalised std and width K.
+
+  ``embedding_std`` is about ``1 / sqrt(embedding_dim)`` for embeddings spread over the sphere.
+  """
+  emb = features["embedding"][:max_samples]
+  return {"rankme": rankme(emb, max_samples=max_samples),
+          "rankme_representation": rankme(features["representation"], max_samples=max_samples),
+          "embedding_std": normalized_std(emb), "embedding_dim": int(emb.shape[-1])}
