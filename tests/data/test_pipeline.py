@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from ssljax.data import digits, pipeline
+from ssljax.data import digits, pipeline, sources
 from ssljax.errors import ConfigError, DataError
 
 
@@ -40,7 +40,7 @@ def digits_dir(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp("tfds"))
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(socket.socket, "connect", _no_network)
-    pipeline.get_info(_cfg(data_dir=data_dir))
+    sources.get_info(_cfg(data_dir=data_dir))
   return data_dir
 
 
@@ -65,8 +65,8 @@ def _take(iterator, n):
 def test_digits_prepared_offline_as_array_record(digits_dir):
   files = os.listdir(os.path.join(digits_dir, digits.NAME, "1.0.0"))
   assert any(".array_record" in f for f in files), files
-  info = pipeline.get_info(_cfg(data_dir=digits_dir))
-  assert info == pipeline.DatasetInfo(name="digits", num_classes=10, image_shape=(8, 8, 1),
+  info = sources.get_info(_cfg(data_dir=digits_dir))
+  assert info == sources.DatasetInfo(name="digits", num_classes=10, image_shape=(8, 8, 1),
                                       num_train=1347, num_eval=450)
   source = tfds.data_source(digits.NAME, split="train", data_dir=digits_dir, download=False)
   assert len(source) == 1347
@@ -209,17 +209,17 @@ def test_npz_holdout_and_grayscale(tmp_path):
   np.savez(path, images=rng.integers(0, 256, (30, 6, 5), dtype=np.uint8),
            labels=rng.integers(0, 3, 30))
   cfg = _cfg(name="npz", path=str(path))
-  info = pipeline.get_info(cfg)
+  info = sources.get_info(cfg)
   assert (info.num_train, info.num_eval, info.image_shape) == (27, 3, (6, 5, 1))
   assert info.num_classes == 3
   batch = next(pipeline.make_train_iterator(cfg, global_batch_size=9, seed=0, process_index=0,
                                             process_count=1))
   assert batch["image"].shape == (9, 6, 5, 1)
-  assert pipeline.get_info(cfg) == info  # the hold-out is deterministic
+  assert sources.get_info(cfg) == info  # the hold-out is deterministic
 
 
 def test_npz_with_test_arrays(ids_npz):
-  info = pipeline.get_info(_cfg(name="npz", path=ids_npz))
+  info = sources.get_info(_cfg(name="npz", path=ids_npz))
   assert (info.num_train, info.num_eval, info.num_classes) == (50, 7, 50)
 
 
@@ -236,7 +236,7 @@ def _write_folder(root, modes=("RGB", "RGB")):
 def test_folder_source(tmp_path):
   _write_folder(tmp_path / "imgs")
   cfg = _cfg(name="folder", path=str(tmp_path / "imgs"), image_size=8)
-  info = pipeline.get_info(cfg)
+  info = sources.get_info(cfg)
   assert (info.num_classes, info.image_shape) == (2, (8, 8, 3))
   assert (info.num_train, info.num_eval) == (11, 1)
   batch = next(pipeline.make_train_iterator(cfg, global_batch_size=4, seed=0, process_index=0,
@@ -251,7 +251,7 @@ def test_folder_source(tmp_path):
 
 def test_folder_of_grayscale_images_keeps_one_channel(tmp_path):
   _write_folder(tmp_path / "gray", modes=("L", "L"))
-  info = pipeline.get_info(_cfg(name="folder", path=str(tmp_path / "gray"), image_size=6))
+  info = sources.get_info(_cfg(name="folder", path=str(tmp_path / "gray"), image_size=6))
   assert info.image_shape == (6, 6, 1)
 
 
@@ -261,7 +261,7 @@ def test_folder_of_grayscale_images_keeps_one_channel(tmp_path):
 def test_cifar10_through_tfds_mock_data(tmp_path):
   cfg = _cfg(name="cifar10", data_dir=str(tmp_path))
   with tfds.testing.mock_data(num_examples=12):
-    info = pipeline.get_info(cfg)
+    info = sources.get_info(cfg)
     assert (info.num_classes, info.image_shape, info.num_train, info.num_eval) == (
         10, (32, 32, 3), 12, 12)
     it = pipeline.make_train_iterator(cfg, global_batch_size=8, seed=0, process_index=1,
@@ -279,12 +279,12 @@ def test_cifar10_through_tfds_mock_data(tmp_path):
 
 def test_unknown_name(tmp_path):
   with pytest.raises(ConfigError, match=r"input\.data\.name='cifar_ten'.*folder"):
-    pipeline.get_info(_cfg(name="cifar_ten", data_dir=str(tmp_path)))
+    sources.get_info(_cfg(name="cifar_ten", data_dir=str(tmp_path)))
 
 
 def test_tfds_not_prepared_and_download_false(tmp_path):
   with pytest.raises(DataError, match=r"'cifar10'.*download=True.*data_dir"):
-    pipeline.get_info(_cfg(name="cifar10", data_dir=str(tmp_path)))
+    sources.get_info(_cfg(name="cifar10", data_dir=str(tmp_path)))
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +299,7 @@ def tfrecord_dir(tmp_path_factory):
 
 def test_tfrecord_data_is_read_with_tf_data(tfrecord_dir, digits_dir):
   cfg = _cfg(data_dir=tfrecord_dir)
-  info = pipeline.get_info(cfg)
+  info = sources.get_info(cfg)
   assert (info.num_train, info.num_eval, info.num_classes) == (1347, 450, 10)
   it = pipeline.make_train_iterator(cfg, global_batch_size=256, seed=3)
   assert isinstance(it, pipeline.SequentialTrainIterator) and it.batches_per_epoch == 5
@@ -340,24 +340,24 @@ def test_tfrecord_iterator_resumes_exactly_through_grains_handler(tfrecord_dir, 
 
 def test_bad_split(digits_dir):
   with pytest.raises(ConfigError, match=r"input\.data\.eval_split='validation'"):
-    pipeline.get_info(_cfg(data_dir=digits_dir, eval_split="validation"))
+    sources.get_info(_cfg(data_dir=digits_dir, eval_split="validation"))
 
 
 def test_missing_and_empty_folder(tmp_path):
   with pytest.raises(DataError, match=r"input\.data\.path=.*nope.*does not exist"):
-    pipeline.get_info(_cfg(name="folder", path=str(tmp_path / "nope")))
+    sources.get_info(_cfg(name="folder", path=str(tmp_path / "nope")))
   (tmp_path / "empty" / "cat").mkdir(parents=True)
   with pytest.raises(DataError, match=r"input\.data\.path=.*empty.*no images in class"):
-    pipeline.get_info(_cfg(name="folder", path=str(tmp_path / "empty")))
+    sources.get_info(_cfg(name="folder", path=str(tmp_path / "empty")))
   with pytest.raises(ConfigError, match=r"input\.data\.path is not set"):
-    pipeline.get_info(_cfg(name="folder"))
+    sources.get_info(_cfg(name="folder"))
 
 
 def test_undecodable_image_names_the_file(tmp_path):
   _write_folder(tmp_path / "imgs")
   (tmp_path / "imgs" / "dog" / "broken.png").write_bytes(b"this is not a png")
   with pytest.raises(DataError, match=r"broken\.png"):
-    pipeline.get_info(_cfg(name="folder", path=str(tmp_path / "imgs")))
+    sources.get_info(_cfg(name="folder", path=str(tmp_path / "imgs")))
 
 
 @pytest.mark.parametrize("arrays,match", [
@@ -373,15 +373,15 @@ def test_bad_npz(tmp_path, arrays, match):
   path = tmp_path / "bad.npz"
   np.savez(path, **arrays)
   with pytest.raises(DataError, match=rf"input\.data\.path=.*bad\.npz.*{match}"):
-    pipeline.get_info(_cfg(name="npz", path=str(path)))
+    sources.get_info(_cfg(name="npz", path=str(path)))
 
 
 def test_npz_missing_or_not_npz(tmp_path):
   with pytest.raises(DataError, match=r"does not exist"):
-    pipeline.get_info(_cfg(name="npz", path=str(tmp_path / "none.npz")))
+    sources.get_info(_cfg(name="npz", path=str(tmp_path / "none.npz")))
   (tmp_path / "text.npz").write_text("hello")
   with pytest.raises(DataError, match=r"cannot read it as \.npz"):
-    pipeline.get_info(_cfg(name="npz", path=str(tmp_path / "text.npz")))
+    sources.get_info(_cfg(name="npz", path=str(tmp_path / "text.npz")))
 
 
 def test_batch_size_must_divide_by_process_count(ids_npz):
@@ -392,13 +392,13 @@ def test_batch_size_must_divide_by_process_count(ids_npz):
 
 def test_errors_are_one_line(tmp_path):
   with pytest.raises(DataError) as error:
-    pipeline.get_info(_cfg(name="cifar10", data_dir=str(tmp_path)))
+    sources.get_info(_cfg(name="cifar10", data_dir=str(tmp_path)))
   assert "\n" not in str(error.value)
 
 
 def test_label_fraction_marks_a_fixed_subset_of_exact_size(digits_dir):
   cfg = _cfg(data_dir=digits_dir)
-  num = pipeline.get_info(cfg).num_train
+  num = sources.get_info(cfg).num_train
   mask = pipeline.labelled_mask(num, 0.1)
   assert mask.sum() == round(0.1 * num)
   np.testing.assert_array_equal(mask, pipeline.labelled_mask(num, 0.1))  # Same in every process.
@@ -446,7 +446,7 @@ def test_small_tfds_split_is_decoded_once():
   images = rng.integers(0, 256, size=(20, 6, 6, 3), dtype=np.uint8)
   labels = rng.integers(0, 10, size=(20,))
   fake = _CountingSource(images, labels)
-  source = pipeline._TfdsSource(fake, resize_to=None, image_shape=(6, 6, 3))
+  source = sources._TfdsSource(fake, resize_to=None, image_shape=(6, 6, 3))
   for _ in range(3):  # Three epochs in a shuffled order.
     for i in rng.permutation(20):
       ex = source[int(i)]
@@ -456,10 +456,10 @@ def test_small_tfds_split_is_decoded_once():
 
 
 def test_large_tfds_split_is_read_every_time(monkeypatch):
-  monkeypatch.setattr(pipeline, "DECODED_CACHE_BYTES", 20 * 6 * 6 * 3 - 1)  # One byte too few.
+  monkeypatch.setattr(sources, "DECODED_CACHE_BYTES", 20 * 6 * 6 * 3 - 1)  # One byte too few.
   images = np.zeros((20, 6, 6, 3), np.uint8)
   fake = _CountingSource(images, np.zeros(20, int))
-  source = pipeline._TfdsSource(fake, resize_to=None, image_shape=(6, 6, 3))
+  source = sources._TfdsSource(fake, resize_to=None, image_shape=(6, 6, 3))
   for _ in range(2):
     for i in range(20):
       source[i]

@@ -1,0 +1,411 @@
+"""Data sources: TFDS builders, image folders and npz files opened as random-access splits.
+
+What a source is, per ``config.input.data`` (see :mod:`ssljax.data.pipeline` for the fields):
+``digits`` (scikit-learn's digits, prepared locally by :mod:`ssljax.data.digits`), any TFDS name
+(random access through ``tfds.data_source`` when prepared as array_record, in order through
+tf.data when prepared as tfrecord), ``folder`` and ``npz`` (loaded into memory). Each split opens
+as a :class:`Split`; :func:`get_info` describes the data set before anything is read.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import os
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from ssljax.data import digits
+from ssljax.data.checks import check_npz_pair
+from ssljax.errors import ConfigError, DataError
+
+_DIGITS_NAMES = ("digits", digits.NAME)
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+_HOLDOUT_SEED = 0  # fixed: the folder/npz hold-out split must be the same on every run and host
+_NAME_HINT = ("use 'digits', 'folder', 'npz' or a TFDS name such as cifar10, cifar100, stl10, "
+              "imagenette, imagenet2012")
+# A random-access TFDS split whose decoded images fit in this many bytes keeps each image in
+# memory after its first read, so later epochs skip the array_record read and the PNG/JPEG decode
+# (~0.2 ms per image here; the shipped digits are read ~75 times each in the default run). CIFAR-10
+# (150 MB) fits; ImageNet does not and is decoded on every read.
+DECODED_CACHE_BYTES = 1 << 29
+# Encoded examples held for shuffling a tfrecord-prepared split (about 1 GB of ImageNet JPEGs).
+_SEQUENTIAL_SHUFFLE_BUFFER = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What the trainer needs to know about a data set before reading it.
+
+  Attributes:
+    name: ``input.data.name``.
+    num_classes: number of label classes.
+    image_shape: (H, W, C) of the images the iterators yield (C is 1 or 3).
+    num_train: examples in ``input.data.train_split``.
+    num_eval: examples in ``input.data.eval_split``.
+  """
+
+  name: str
+  num_classes: int
+  image_shape: tuple[int, int, int]
+  num_train: int
+  num_eval: int
+
+
+class ArraySource:
+  """In-memory random-access source over uint8 images and int labels."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray):
+    """Args: images uint8 [N, H, W, C]; labels int [N]."""
+    self.images = images
+    self.labels = labels.astype(np.int32)
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    return {"image": self.images[index], "label": self.labels[index]}
+
+
+class _TfdsSource:
+  """Wraps a TFDS data source: keeps 'image' (uint8 HWC) and 'label' (int32), optional resize.
+
+  When ``image_shape`` is given and the whole split decoded fits in :data:`DECODED_CACHE_BYTES`,
+  each example is kept after its first read (a lazily filled array: pages are only used once
+  written) and served from memory afterwards.
+  """
+
+  def __init__(self, source, *, resize_to: int | None,
+               image_shape: tuple[int, ...] | None = None):
+    self._source = source
+    self._resize_to = resize_to
+    n = len(source)
+    self._images = None
+    if image_shape is not None and n * int(np.prod(image_shape)) <= DECODED_CACHE_BYTES:
+      self._images = np.empty((n, *image_shape), np.uint8)
+      self._labels = np.empty((n,), np.int32)
+      self._cached = np.zeros((n,), bool)
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    if self._images is not None and self._cached[index]:
+      return {"image": self._images[index], "label": self._labels[index]}
+    example = self._source[index]
+    image = np.asarray(example["image"], np.uint8)
+    if self._resize_to is not None:
+      image = resize_center_crop(image, self._resize_to)
+    label = np.int32(example["label"])
+    if self._images is not None and image.shape == self._images.shape[1:]:
+      # Reading threads may race on one index; they write the same values, and the flag is set
+      # only after the data.
+      self._images[index] = image
+      self._labels[index] = label
+      self._cached[index] = True
+    return {"image": image, "label": label}
+
+
+class SequentialTfdsSource:
+  """A TFDS split without random access (tfrecord files), read in order through tf.data."""
+
+  def __init__(self, builder, split: str, *, resize_to: int | None):
+    self.builder = builder
+    self.split = split
+    self._resize_to = resize_to
+    self._len = int(builder.info.splits[split].num_examples)
+
+  def __len__(self) -> int:
+    return self._len
+
+  def examples(self, *, index: int, count: int, shuffle_seed: int | None = None,
+               skip: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """One pass over shard ``index`` of ``count``, optionally shuffled, from example ``skip`` on.
+
+    Images are decoded only after shuffling and skipping, so skipping costs reads, not decodes.
+    """
+    import tensorflow as tf
+
+    ds = self.builder.as_dataset(split=self.split, shuffle_files=False,
+                                 decoders={"image": tfds.decode.SkipDecoding()})
+    ds = ds.shard(count, index)
+    if shuffle_seed is not None:
+      ds = ds.shuffle(min(self._len, _SEQUENTIAL_SHUFFLE_BUFFER), seed=shuffle_seed,
+                      reshuffle_each_iteration=False)
+    ds = ds.skip(skip)
+    decode = self.builder.info.features["image"].decode_example
+    ds = ds.map(lambda ex: {"image": decode(ex["image"]), "label": ex["label"]},
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    for example in tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)):
+      image = np.asarray(example["image"], np.uint8)
+      if self._resize_to is not None:
+        image = resize_center_crop(image, self._resize_to)
+      yield {"image": image, "label": np.int32(example["label"])}
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  source: Any  # __len__ / __getitem__ -> {'image': uint8 [H, W, C], 'label': int32}
+  num_classes: int
+  image_shape: tuple[int, int, int]
+
+
+def resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
+  """Resizes the shorter side to ``size`` (bilinear, antialiased) and centre-crops a square.
+
+  Args:
+    image: uint8 [H, W, C], C in {1, 3}.
+    size: output side.
+
+  Returns:
+    uint8 [size, size, C].
+  """
+  from PIL import Image
+
+  height, width, channels = image.shape
+  if (height, width) == (size, size):
+    return image
+  scale = size / min(height, width)
+  new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+  pil = Image.fromarray(image[..., 0] if channels == 1 else image)
+  pil = pil.resize((new_w, new_h), Image.Resampling.BILINEAR)
+  left, top = (new_w - size) // 2, (new_h - size) // 2
+  out = np.asarray(pil.crop((left, top, left + size, top + size)), np.uint8)
+  return out[..., None] if channels == 1 else out
+
+
+def config_get(cfg, key: str, default=None):
+  """Reads a field of a ConfigDict or a dict (both have ``get``)."""
+  return cfg.get(key, default)
+
+
+def data_name(data_cfg) -> str:
+  name = config_get(data_cfg, "name")
+  if not isinstance(name, str) or not name:
+    raise ConfigError(f"input.data.name={name!r}: must be a data set name; {_NAME_HINT}")
+  return name
+
+
+def open_split(data_cfg, split: str, *, key: str) -> Split:
+  """Opens one split of the configured data set.
+
+  Args:
+    data_cfg: ``config.input.data``.
+    split: split name or TFDS split string.
+    key: the config key that chose ``split`` (named in error messages).
+  """
+  name = data_name(data_cfg)
+  if name in ("folder", "npz"):
+    return _memory_split(data_cfg, name, split, key=key)
+  return _tfds_split(data_cfg, name, split, key=key)
+
+
+# ----------------------------------------------------------------------------- TFDS
+
+
+def _tfds_builder(data_cfg, name: str):
+  """Returns a TFDS builder for ``name``; prepares digits, and others only if download=True."""
+  data_dir = config_get(data_cfg, "data_dir")
+  if name in _DIGITS_NAMES:
+    return digits.prepare(data_dir)
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.DatasetNotFoundError:
+    raise ConfigError(f"input.data.name={name!r}: unknown data set; {_NAME_HINT}") from None
+  except ValueError as e:  # malformed 'name/config:version' strings
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise ConfigError(f"input.data.name={name!r}: {first}; {_NAME_HINT}") from None
+  if config_get(data_cfg, "download", False) and not builder.is_prepared():
+    # array_record so tfds.data_source can read it; GCS only hosts tfrecord, so never look there.
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    builder.download_and_prepare(
+        file_format="array_record",
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  return builder
+
+
+def _tfds_split(data_cfg, name: str, split: str, *, key: str) -> Split:
+  builder = _tfds_builder(data_cfg, name)
+  features = builder.info.features
+  if features is None or "image" not in features or "label" not in features:
+    found = sorted(features.keys()) if features is not None else []
+    raise DataError(f"input.data.name={name!r}: TFDS features {found} lack 'image' and 'label'; "
+                    "ssljax reads image classification data sets")
+  shape = tuple(features["image"].shape)
+  if len(shape) != 3 or shape[-1] not in (1, 3):
+    raise DataError(f"input.data.name={name!r}: images have shape {shape}; ssljax needs "
+                    "[H, W, C] images with C = 1 or 3")
+  resize_to = None
+  if shape[0] is None or shape[1] is None:
+    resize_to = int(config_get(data_cfg, "image_size", 64))
+    shape = (resize_to, resize_to, shape[2])
+  num_classes = int(features["label"].num_classes)
+  if builder.is_prepared() and not _random_access(builder):
+    try:
+      source = SequentialTfdsSource(builder, split, resize_to=resize_to)
+    except Exception as e:  # noqa: BLE001 - an unknown split; one clear line below.
+      raise _tfds_open_error(data_cfg, builder, name, split, key, e) from None
+    return Split(source=source, num_classes=num_classes, image_shape=shape)
+  try:
+    source = builder.as_data_source(split=split)
+  except Exception as e:  # TFDS raises several types here; each becomes one clear line below
+    raise _tfds_open_error(data_cfg, builder, name, split, key, e) from None
+  return Split(source=_TfdsSource(source, resize_to=resize_to, image_shape=shape),
+                num_classes=num_classes, image_shape=shape)
+
+
+def _random_access(builder) -> bool:
+  formats = {f.value for f in builder.info.available_file_formats()}
+  return bool(formats & {"array_record", "parquet"})
+
+
+def _tfds_open_error(data_cfg, builder, name, split, key, error) -> Exception:
+  """Explains why ``as_data_source`` failed: not prepared, wrong file format, or bad split."""
+  data_dir = config_get(data_cfg, "data_dir")
+  where = f"data_dir={data_dir!r}" if data_dir else "the TFDS default data_dir"
+  if not builder.is_prepared():
+    return DataError(
+        f"input.data.name={name!r}: not prepared in {where} and input.data.download=False; "
+        "pass --config.input.data.download=True (needs network) or set "
+        "--config.input.data.data_dir to a folder where it is prepared")
+  splits = sorted(builder.info.splits.keys())
+  first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+  return ConfigError(f"{key}={split!r}: cannot read this split of {name!r} ({first}); "
+                     f"use one of {splits} or a TFDS slice such as 'train[:90%]'")
+
+
+# ----------------------------------------------------------------------------- folder / npz
+
+
+def _memory_split(data_cfg, name: str, split: str, *, key: str) -> Split:
+  path = config_get(data_cfg, "path")
+  if not path:
+    kind = "a folder of <path>/<class>/<file>.png" if name == "folder" else "a .npz file"
+    raise ConfigError(f"input.data.path is not set; input.data.name={name!r} reads {kind}, "
+                      "pass --config.input.data.path=...")
+  path = os.path.abspath(os.path.expanduser(str(path)))
+  if split not in ("train", "test"):
+    raise ConfigError(f"{key}={split!r}: {name} data has the splits 'train' and 'test'; "
+                      "use one of them")
+  stamp = os.stat(path).st_mtime_ns if os.path.exists(path) else 0
+  if name == "folder":
+    arrays = _load_folder(path, int(config_get(data_cfg, "image_size", 64)), stamp)
+  else:
+    arrays = _load_npz(path, stamp)
+  images, labels = arrays[split]
+  return Split(source=ArraySource(images, labels), num_classes=arrays["num_classes"],
+                image_shape=tuple(int(d) for d in images.shape[1:]))
+
+
+def _holdout(num: int) -> tuple[np.ndarray, np.ndarray]:
+  """Deterministic 10% hold-out: (train indices, test indices), each sorted."""
+  num_test = max(1, num // 10) if num >= 2 else 0
+  order = np.random.default_rng(_HOLDOUT_SEED).permutation(num)
+  return np.sort(order[num_test:]), np.sort(order[:num_test])
+
+
+def _decode_image(file: str, image_size: int) -> np.ndarray:
+  """Decodes one image file to uint8 [image_size, image_size, C], C = 1 (gray) or 3."""
+  from PIL import Image
+
+  try:
+    with Image.open(file) as pil:
+      pil.load()
+      gray = pil.mode in ("1", "L", "LA", "I", "I;16", "F")
+      array = np.asarray(pil.convert("L" if gray else "RGB"), np.uint8)
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise DataError(f"input.data.path: cannot decode image {file!r} ({reason}); "
+                    "fix or delete the file") from None
+  if array.ndim == 2:
+    array = array[..., None]
+  return resize_center_crop(array, image_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_folder(path: str, image_size: int, stamp: int) -> dict:
+  """Loads ``<path>/<class>/<file>`` images into memory (cached per path, size and mtime)."""
+  del stamp  # part of the cache key only: a changed folder is read again
+  hint = "put images in <path>/<class>/<file>.png"
+  if not os.path.exists(path):
+    raise DataError(f"input.data.path={path!r}: folder does not exist; {hint}")
+  if not os.path.isdir(path):
+    raise DataError(f"input.data.path={path!r}: is not a folder; {hint}")
+  try:
+    class_dirs = sorted(d for d in os.listdir(path)
+                        if not d.startswith(".") and os.path.isdir(os.path.join(path, d)))
+    files_per_class = [
+        sorted(f for f in os.listdir(os.path.join(path, d))
+               if f.lower().endswith(_IMAGE_SUFFIXES) and not f.startswith("."))
+        for d in class_dirs]
+  except OSError as e:
+    raise DataError(f"input.data.path={path!r}: folder cannot be read ({e.strerror}); "
+                    "check its permissions") from None
+  classes = [(d, files) for d, files in zip(class_dirs, files_per_class, strict=True) if files]
+  if not classes:
+    raise DataError(f"input.data.path={path!r}: folder has no images in class sub-folders; {hint}")
+  paths = [os.path.join(path, d, f) for d, files in classes for f in files]
+  labels = [label for label, (_, files) in enumerate(classes) for _ in files]
+  # PIL releases the GIL while decoding, so threads give a real speed-up on big folders.
+  with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    images = list(pool.map(functools.partial(_decode_image, image_size=image_size), paths))
+  if any(im.shape[-1] == 3 for im in images):  # mixed gray and colour: make all RGB
+    images = [np.repeat(im, 3, axis=-1) if im.shape[-1] == 1 else im for im in images]
+  images, labels = np.stack(images), np.asarray(labels, np.int32)
+  train, test = _holdout(len(labels))
+  return {"train": (images[train], labels[train]), "test": (images[test], labels[test]),
+          "num_classes": len(classes)}
+
+
+@functools.lru_cache(maxsize=4)
+def _load_npz(path: str, stamp: int) -> dict:
+  """Loads and validates an npz (cached per path and mtime)."""
+  del stamp  # part of the cache key only
+  where = f"input.data.path={path!r}"
+  if not os.path.isfile(path):
+    raise DataError(f"{where}: file does not exist; save one with "
+                    "np.savez(path, images=uint8 [N,H,W,C], labels=int [N])")
+  try:
+    with np.load(path, allow_pickle=False) as npz:
+      arrays = {k: npz[k] for k in npz.files}
+  except (OSError, ValueError, zipfile.BadZipFile, AttributeError) as e:
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise DataError(f"{where}: cannot read it as .npz ({reason}); save it with "
+                    "np.savez(path, images=..., labels=...)") from None
+  for required in ("images", "labels"):
+    if required not in arrays:
+      raise DataError(f"{where}: has no {required!r} array (found {sorted(arrays)}); save it "
+                      "with np.savez(path, images=uint8 [N,H,W,C], labels=int [N])")
+  images, labels = check_npz_pair(path, arrays["images"], arrays["labels"], "")
+  has_test = ("test_images" in arrays, "test_labels" in arrays)
+  if any(has_test) and not all(has_test):
+    raise DataError(f"{where}: has only one of 'test_images' / 'test_labels'; store both "
+                    "or neither (then 10% of 'images' is held out)")
+  if all(has_test):
+    test = check_npz_pair(path, arrays["test_images"], arrays["test_labels"], "test_")
+    if test[0].shape[1:] != images.shape[1:]:
+      raise DataError(f"{where}: 'test_images' are {test[0].shape[1:]} but 'images' are "
+                      f"{images.shape[1:]}; store both at the same [H, W, C]")
+    train = (images, labels)
+  else:
+    train_idx, test_idx = _holdout(len(labels))
+    train = (images[train_idx], labels[train_idx])
+    test = (images[test_idx], labels[test_idx])
+  num_classes = int(max(train[1].max(initial=0), test[1].max(initial=0))) + 1
+  return {"train": train, "test": test, "num_classes": num_classes}
+
+
+def get_info(data_cfg) -> DatasetInfo:
+  """Describes the configured data set (prepares ``digits`` on first use)."""
+  train = open_split(data_cfg, config_get(data_cfg, "train_split", "train"),
+                      key="input.data.train_split")
+  evals = open_split(data_cfg, config_get(data_cfg, "eval_split", "test"),
+                     key="input.data.eval_split")
+  return DatasetInfo(name=data_name(data_cfg), num_classes=train.num_classes,
+                     image_shape=train.image_shape, num_train=len(train.source),
+                     num_eval=len(evals.source))
