@@ -103,9 +103,11 @@ def future_teacher(objective: Objective, theta: PyTree, phi: PyTree, *, lookahea
     g = grad_fn(th, ph)
     return jax.tree.map(lambda p, d: p - virtual_lr * d, th, g), ph
 
-  if lookahead_steps > 0:
-    # A loop (not unrolled): one compiled copy of the inner forward/backward, whatever K.
-    theta, phi = jax.lax.fori_loop(0, lookahead_steps, virtual_step, (theta, phi))
+  # Unrolled (K copies of the inner forward/backward in the program): in a lax.fori_loop the
+  # same step ran 24x slower on XLA:CPU (0.78 s against 0.032 s per training step of the digits
+  # recipe, K = 1), and K is 1 to 3 in the recipes, so compile time grows little.
+  for i in range(lookahead_steps):
+    theta, phi = virtual_step(i, (theta, phi))
   return jax.lax.stop_gradient(_common.ema(phi, theta, ema_coef))
 
 
