@@ -1,4 +1,8 @@
-"""Test setup: 8 fake CPU devices, so any test can build a mesh of 8."""
+"""Test setup: 8 fake CPU devices, ssljax's XLA:CPU flags, one persistent compilation cache.
+
+Tiers: ``pytest -m "not slow"`` is the edit-test loop (a few minutes); plain ``pytest`` runs
+everything, including the ``slow`` tests (learning checks, full-default runs, subprocesses).
+"""
 import os
 
 # Must happen before JAX is imported anywhere.
@@ -6,18 +10,21 @@ _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
   os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# One persistent compilation cache for the session and the main.py subprocesses it starts: many
-# tests compile the same runlocal train step, and XLA compilation dominates the suite's time.
+# One persistent compilation cache shared by the session, the main.py subprocesses it starts and
+# later sessions on the same machine: XLA compilation dominates the suite's time. It lives outside
+# the clone (a fresh checkout must not carry compiled programs) under the user's cache folder.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-  import tempfile
-
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="ssljax-test-xla-cache-")
-  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+  _cache_root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(_cache_root, "ssljax", "xla-tests")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))  # LRU-evicted beyond 4 GiB.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import jax  # noqa: E402
+import ssljax  # noqa: E402
 
-import ssljax  # noqa: E402, F401 - adds ssljax's XLA:CPU flags before JAX starts, as main.py does.
+ssljax.configure_cpu()  # As main.py: XLA:CPU flags before JAX creates its devices.
+
+import jax  # noqa: E402
 
 # Keep TensorFlow (used by TFDS) off any accelerator and quiet.
 try:

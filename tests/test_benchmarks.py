@@ -23,12 +23,14 @@ def _json_line(stdout: str, prefix: str = "") -> dict:
   return json.loads(lines[-1])
 
 
+@pytest.mark.slow
 def test_gpu_script_without_gpu_exits_cleanly():
   proc = _script("gpu.py")
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.startswith("no GPU: jax.default_backend() is 'cpu'")
 
 
+@pytest.mark.slow
 def test_gpu_script_runs_on_cpu_when_allowed():
   # Two devices and the runlocal digits batch: the same program test_plan compiles for 2 devices.
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
@@ -66,6 +68,7 @@ def loader_digits(digits_dir):
   return _json_line(proc.stdout)
 
 
+@pytest.mark.slow
 def test_loader_reports_both_rates(loader_digits):
   r = loader_digits
   assert r["data"] == "digits" and r["batch_shape"] == [16, 8, 8, 1]
@@ -77,6 +80,7 @@ def test_loader_reports_both_rates(loader_digits):
   assert r["devices"] == 8 and r["method"] == "barlow"
 
 
+@pytest.mark.slow
 def test_loader_synthetic_npz():
   proc = _script("loader.py", RUNLOCAL, "--npz", "--npz_examples=200", "--batches=2",
                  "--loader_repeats=1", "--loader_warmup=1", "--nostep")

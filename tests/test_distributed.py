@@ -78,6 +78,7 @@ def _main(*extra):
                           text=True)
 
 
+@pytest.mark.slow
 def test_main_reports_disagreeing_processes_in_one_line_each():
   address = f"--config.distributed.coordinator_address=127.0.0.1:{_free_port()}"
   procs = [_main(address, f"--config.distributed.process_id={i}",

@@ -303,7 +303,9 @@ def test_jit_equals_eager():
       (losses.mae_loss, (pred, target, mask)),
   ]
   for fn, args in cases:
-    np.testing.assert_allclose(float(jax.jit(fn)(*args)), float(fn(*args)), rtol=1e-6)
+    # float32: XLA fuses and reorders the reductions under jit; a few ulps (eps = 1.2e-7) of the
+    # result may differ from eager op-by-op (VICReg's loss differed by 1.07e-6 relative here).
+    np.testing.assert_allclose(float(jax.jit(fn)(*args)), float(fn(*args)), rtol=4e-6)
   # The teacher temperature may be traced (a warm-up schedule inside the step).
   traced = jax.jit(lambda tt_temp: losses.dino_loss(s, t, c, student_temp=0.1,
                                                     teacher_temp=tt_temp))

@@ -3,7 +3,10 @@
 import os
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+
+pytestmark = pytest.mark.slow  # executes the quickstart notebook in a kernel (~40 s)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

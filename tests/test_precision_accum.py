@@ -58,6 +58,7 @@ def _per_sample_method(views) -> methods.Method:
                         update=methods.identity_update, represent=represent)
 
 
+@pytest.mark.slow
 def test_accumulation_equals_the_big_batch_step():
   # Batch 32 on 8 devices in 4 microbatches of 8: one row per device per microbatch.
   run = train.build(_config(**{"input.batch_size": 32}), info=INFO)
@@ -85,6 +86,7 @@ def test_accumulation_equals_the_big_batch_step():
   assert big_losses[0] != big_losses[-1]  # The step really moved the parameters.
 
 
+@pytest.mark.slow
 def test_accumulation_runs_barlow_and_threads_batchnorm_statistics():
   run = train.build(_config(**{"input.batch_size": 32, "grad_accum_steps": 2}), info=INFO)
   state = train.create_state(run)
@@ -125,6 +127,7 @@ def _losses(run, steps=3):
 PRECISION = {"input.batch_size": 64, "optim.lr": 0.01}
 
 
+@pytest.mark.slow
 def test_bfloat16_loss_stays_close_to_float32():
   _, ref = _losses(train.build(_config(**PRECISION), info=INFO))
   run = train.build(_config(**PRECISION, compute_dtype="bfloat16"), info=INFO)

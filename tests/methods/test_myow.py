@@ -303,6 +303,7 @@ def test_bad_config_values_name_the_key(key, value, match):
 # ----------------------------------------------------------- tiny run: a Gaussian mixture
 
 
+@pytest.mark.slow
 def test_mined_neighbours_share_the_cluster_on_a_gaussian_mixture():
   """2-D mixture of 4 clusters, MLP encoder, identity weak view: mined pairs share the cluster."""
   centres = jnp.array([[4.0, 0.0], [-4.0, 0.0], [0.0, 4.0], [0.0, -4.0]], jnp.float32)

@@ -18,7 +18,7 @@ def test_loss_is_ntxent_of_the_projections():
   expected = losses.ntxent_loss(z[0], z[1], temperature=config.simclr.temperature)
   np.testing.assert_allclose(float(loss), float(expected), rtol=1e-5)
   assert float(metrics["ntxent_loss"]) == float(loss)
-  assert rep.shape == (16, 8 * config.encoder.width)
+  assert rep.shape == (16, 2 * config.encoder.width)  # resnet_tiny: 2 x width features.
 
 
 def test_zero_temperature_names_the_key():

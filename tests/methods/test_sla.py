@@ -381,6 +381,7 @@ def test_cifar_variant_is_the_official_script():
   assert sum(k.startswith("stage") for k in params["encoder"]) == 15
 
 
+@pytest.mark.slow
 def test_tiny_digits_run_aggregated_inference_is_not_worse_than_single():
   """Spec's tiny run: 8x8 digits, a small CNN, rotation M = 4; after training AG >= SI."""
   config, method, params, state, _ = setup(batch=2, encoder__width=8,

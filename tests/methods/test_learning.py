@@ -1,0 +1,143 @@
+"""Every method learns on the shipped digits: no collapse, and a kNN clearly above its own init.
+
+For each method found in ``ssljax/methods/`` (as the contract test finds them) a short run of its
+digits default with a tiny encoder (``resnet_tiny``; MAE keeps its nano ViT) must end with
+
+* an embedding that has not collapsed: RankMe above :data:`RANKME_FLOOR` and the per-dimension
+  std of the l2-normalised embedding above :data:`STD_FLOOR` / sqrt(K) (about 1 / sqrt(K) when
+  spread over the sphere, 0 when collapsed);
+* a weighted-kNN (k=20) top-1 on the 450 test digits at least :data:`KNN_MARGIN` (5 points) above
+  the same network at initialisation, measured in the same run (``eval.at_init``), never
+  hard-coded.
+
+The run is the method's own digits recipe (optimiser, views, heads, loss weights) with three
+changes: a ``resnet_tiny`` encoder of width 16, batch 128 and 200 steps (400 for the two slow
+starters in :data:`STEPS_FOR`), and the few epoch-denominated settings that are fractions of the
+default's 80 epochs scaled to the shorter run (:func:`_run_length_settings`).
+
+The full-default runs of three methods (``python main.py`` as a user types it) have quality
+floors of their own at the end of this file. All of it is the slow tier.
+"""
+
+import importlib
+import json
+import math
+
+import pytest
+
+from ssljax import methods, train
+
+STEPS = 200  # At batch 128: 10 steps per epoch of the 1,347 training digits, 20 epochs.
+BATCH = 128
+# Methods whose mechanism needs a longer run to show (each twice the default here), and why.
+STEPS_FOR = {
+    "mae": 400,  # Reconstruction learns slowly: +2.2 kNN points after 200 steps, +6.7 after 400.
+    "trust_ssl": 400,  # Trust-weighted selection starts half-way: +1.6 after 200, +13 after 400.
+}
+
+# Floors, set from one run of every method with these settings (ssljax at the commit that added
+# this file, 2-core CPU; init -> trained). kNN top-1 gains of the methods that learn: barlow
+# +10.9, fst +12.9, groco +15.1, halp +12.7, mae +6.7, mocov3 +12.0, self_training +16.0, simclr
+# +13.8, simsiam +10.7, sla +14.4, trust_ssl +12.9, vicreg +14.9 points; of the failures: dino
+# +2.7, myow +2.0, byol -0.8. RankMe of the embedding: 5.0 to 82.6 trained (K = 10 for the
+# classifiers' logits), 1.8 to 3.0 at init (MAE's CLS feature 21.7). Normalised std x sqrt(K):
+# 0.21 (MAE's CLS) to 0.99 trained, about 0.05 at init.
+RANKME_FLOOR = 4.0
+STD_FLOOR = 0.1  # Twice the random network's spread; a collapsed embedding is at 0.
+KNN_MARGIN = 0.05
+
+# Methods that do not learn on digits yet, with the reason; expected to fail (strict: a pass means
+# the mark must go) until the issue "Image methods users can trust ..." fixes them.
+KNOWN_FAILURES = {
+    "dino": "DINO's head falls into the uniform collapse on digits (teacher entropy -> log K); "
+            "kNN +2.7 points over its init after 200 steps",
+    "myow": "MYOW's mined-view term pulls unrelated digits together once mining starts; "
+            "kNN +2.0 points over its init after 200 steps",
+    "byol": "BYOL does not beat its own initialisation on digits (kNN -0.8 points after 200 "
+            "steps; 61.8% kNN after the full default, below the untrained network's ~80%)",
+}
+
+
+def _run_length_settings(name: str, epochs: float) -> dict:
+  """Settings tied to the default's 80 epochs, scaled to this run so each method's own mechanism
+  is on for the same share of it as in the default."""
+  scale = epochs / 80.0
+  return {
+      "halp": {"halp.start_epoch": 40.0 * scale},  # Hallucinated positives: second half.
+      "trust_ssl": {"trust_ssl.sel_start_epoch": 40.0 * scale,  # Selection ramp: 40 -> 60.
+                    "trust_ssl.sel_end_epoch": 60.0 * scale,
+                    "trust_ssl.lambda_min_epochs": 80.0 * scale},
+  }.get(name, {})
+
+
+def learning_config(name: str, data_dir: str):
+  """``experiments/<name>.py`` (digits default), tiny encoder, a short run on one device."""
+  c = importlib.import_module(f"experiments.{name}").get_config()
+  c.input.data.data_dir = data_dir
+  c.input.batch_size = BATCH
+  c.total_steps = STEPS_FOR.get(name, STEPS)
+  c.mesh = (("data", 1),)  # One device: no sharding is tested here, and it runs ~2x faster.
+  if str(c.encoder.name).startswith("resnet"):
+    c.encoder.name, c.encoder.width = "resnet_tiny", 16
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = c.total_steps
+  c.eval.linear = False
+  c.eval.knn_k = (20,)
+  c.eval.rankme_every_steps = c.total_steps // 2  # Collapse metrics logged during training too.
+  c.eval.at_init = True
+  steps_per_epoch = 1347 // BATCH
+  c.update_from_flattened_dict(_run_length_settings(name, c.total_steps / steps_per_epoch))
+  return c
+
+
+def _params(names):
+  return [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_FAILURES[n], strict=True))
+          if n in KNOWN_FAILURES else n for n in names]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _params(methods.available()))
+def test_learns_without_collapse_and_beats_its_init(name, digits_dir, tmp_path):
+  config = learning_config(name, digits_dir)
+  results = train.train_and_evaluate(config, str(tmp_path))
+  k = results["embedding_dim"]
+  summary = {key: round(results[key], 4) for key in ("init_knn_top1", "knn_top1", "rankme",
+                                                      "init_rankme", "embedding_std")}
+  assert results["rankme"] > RANKME_FLOOR, summary
+  assert results["embedding_std"] * math.sqrt(k) > STD_FLOOR, (k, summary)
+  assert results["knn_top1"] >= results["init_knn_top1"] + KNN_MARGIN, summary
+  # The collapse metrics were logged during training as well (metrics.jsonl, progress line).
+  rows = [r for r in _rows(tmp_path) if "embedding_std" in r and r["step"] > 0]
+  assert rows, "no embedding_std logged during training"
+
+
+def _rows(workdir):
+  return [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+
+
+# ------------------------------------------------------------------- full defaults, as users run
+
+# method -> floors of its default digits run (linear top-1, kNN top-1, RankMe), each about 5 points
+# (or a third of the RankMe) below what this test measured at the commit that added it, on one
+# device as `python main.py --config=experiments/<m>.py` runs on a CPU machine: barlow 94.9% /
+# 88.0% / 15.9, simclr 96.0% / 94.0% / 32.9, vicreg 99.1% / 98.9% / 49.5 (~85 s each). The
+# margin is the spread the README records across versions whose float32 rounding differs
+# (barlow: 92.4-96.7% linear, 90.2-92.0% kNN, RankMe 12.7-16.0).
+FULL_DEFAULT_FLOORS = {
+    "barlow": (0.90, 0.83, 10.0),
+    "simclr": (0.91, 0.89, 20.0),
+    "vicreg": (0.94, 0.93, 30.0),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(FULL_DEFAULT_FLOORS))
+def test_full_default_reaches_its_floor(name, digits_dir, tmp_path):
+  config = importlib.import_module(f"experiments.{name}").get_config()
+  config.input.data.data_dir = digits_dir
+  config.mesh = (("data", 1),)  # A CPU machine's one device (the test process fakes eight).
+  results = train.train_and_evaluate(config, str(tmp_path))
+  linear, knn, rank = FULL_DEFAULT_FLOORS[name]
+  summary = {k: round(results[k], 4) for k in ("linear_top1", "knn_top1", "rankme")}
+  assert results["linear_top1"] >= linear and results["knn_top1"] >= knn, summary
+  assert results["rankme"] >= rank, summary
