@@ -31,7 +31,6 @@ CPU_FLAGS = (
     # so the whole Barlow Twins step runs ~1.8x faster; dots stay on YNNPACK.
     ("--xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT", ("0.10.",)),
 )
-CPU_KERNELS_CHOICES = ("auto", True, False)
 
 
 def _backends_started() -> bool:

@@ -26,6 +26,7 @@ import math
 import pytest
 
 from ssljax import methods, train
+from ssljax.data import digits
 
 STEPS = 200  # At batch 128: 10 steps per epoch of the 1,347 training digits, 20 epochs.
 BATCH = 128
@@ -85,7 +86,7 @@ def learning_config(name: str, data_dir: str):
   c.eval.knn_k = (20,)
   c.eval.rankme_every_steps = c.total_steps // 2  # Collapse metrics logged during training too.
   c.eval.at_init = True
-  steps_per_epoch = 1347 // BATCH
+  steps_per_epoch = digits.NUM_TRAIN // BATCH
   c.update_from_flattened_dict(_run_length_settings(name, c.total_steps / steps_per_epoch))
   return c
 
