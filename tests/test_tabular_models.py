@@ -1,0 +1,47 @@
+"""Feature tokenizer and tabular transformer (ssljax.models.tabular), per t_jepa.md's oracle."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssljax.models import tabular
+
+
+def _batch():
+  rng = np.random.default_rng(0)
+  return {"x_num": jnp.asarray(rng.uniform(size=(3, 4)), jnp.float32),
+          "x_cat": jnp.asarray([[0, 2], [1, 0], [2, 1]], jnp.int32)}
+
+
+def test_tokens_are_the_per_column_affine_maps_and_table_rows():
+  tok = tabular.FeatureTokenizer(width=8, cardinalities=(3, 4), n_reg=2)
+  batch = _batch()
+  params = tok.init(jax.random.key(0), batch)["params"]
+  out = np.asarray(tok.apply({"params": params}, batch))
+  assert out.shape == (3, 2 + 4 + 2, 8)  # (B, n_reg + D, H): [REG], numerical, categorical
+  np.testing.assert_allclose(out[:, :2], np.broadcast_to(params["reg"], (3, 2, 8)))
+  x = np.asarray(batch["x_num"])
+  expected = x[..., None] * np.asarray(params["num_weight"]) + np.asarray(params["num_bias"])
+  np.testing.assert_allclose(out[:, 2:6], expected, rtol=1e-6)
+  table = np.asarray(params["cat_embedding"])
+  # Column 1's table rows start after column 0's 3 codes.
+  np.testing.assert_allclose(out[0, 7], table[3 + 2] + params["cat_bias"][1], rtol=1e-6)
+  np.testing.assert_allclose(out[1, 6], table[1] + params["cat_bias"][0], rtol=1e-6)
+
+
+def test_positions_use_the_configured_base():
+  pe = tabular.sinusoidal_positions(5, 6, base=100.0)
+  i = np.arange(3)
+  np.testing.assert_allclose(pe[3, 0::2], np.sin(3 * 100.0 ** (-2 * i / 6)), rtol=1e-6)
+  np.testing.assert_allclose(pe[3, 1::2], np.cos(3 * 100.0 ** (-2 * i / 6)), rtol=1e-6)
+
+
+def test_masked_tokens_do_not_reach_the_visible_outputs():
+  enc = tabular.TabularEncoder(depth=2, heads=2, ffn=16, dropout=0.0)
+  x = jax.random.normal(jax.random.key(1), (2, 6, 8))
+  mask = jnp.asarray([[1, 1, 1, 0, 0, 1]] * 2, bool)
+  params = enc.init(jax.random.key(2), x, mask)
+  y1 = enc.apply(params, x, mask)
+  y2 = enc.apply(params, x.at[:, 3:5].add(5.0), mask)
+  np.testing.assert_allclose(np.asarray(y1)[:, mask[0]], np.asarray(y2)[:, mask[0]], atol=1e-5)
+  assert not np.allclose(np.asarray(y1)[:, 3], np.asarray(y2)[:, 3])
