@@ -322,4 +322,6 @@ def test_sharded_loss_gradients_and_state_equal_single_device_with_halp_on(built
   scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(grads1))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5 * scale),
                grads8, grads1)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), state8, state1)
+  # The new prototypes are normalised means over cluster members summed in another order on 8
+  # devices (CI saw 2.2e-5 on a 0.03 entry); a per-device k-means would differ by O(0.1).
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), state8, state1)
