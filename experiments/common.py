@@ -109,7 +109,8 @@ def base_config() -> mlc.ConfigDict:
   c.input.data = mlc.ConfigDict(dict(
       name="digits", data_dir=mlc.FieldReference(None, field_type=str),
       path=mlc.FieldReference(None, field_type=str), image_size=64, download=False,
-      train_split="train", eval_split="test"))
+      train_split="train", eval_split="test",
+      labels=True))  # False: train without labels (RankMe and collapse metrics only).
   c.input.views = mlc.ConfigDict()
   # Share of training labels a (semi-)supervised method may see; the rest read as -1.
   c.input.label_fraction = 1.0
@@ -138,8 +139,49 @@ def base_config() -> mlc.ConfigDict:
       # own optimiser (constant LR, no weight decay, no LARS): 'sgd' (momentum) or 'adam'.
       online_probe=False, online_probe_optimizer="sgd", online_probe_lr=0.1,
       online_probe_momentum=0.9,
+      # Ridge regression probe (regression targets) and its penalty.
+      ridge_alpha=1.0,
+      # Baselines on the raw (preprocessed) features beside the probes (tables): the same linear
+      # probe and scikit-learn's HistGradientBoosting, reported as raw_<metric> / gbdt_<metric>.
+      baselines=False,
+      # The probes' data when it is not the training data (pretrain on one split or folder, probe
+      # on another): empty fields take input.data's value.
+      data=eval_data(),
   ))
   return c
+
+
+def eval_data(**fields) -> mlc.ConfigDict:
+  """``eval.data``: where the probes read labelled train/test data; "" or None = input.data's."""
+  c = mlc.ConfigDict(dict(name="", path=mlc.FieldReference(None, field_type=str),
+                          data_dir=mlc.FieldReference(None, field_type=str), train_split="",
+                          eval_split=""))
+  c.update(fields)
+  return c
+
+
+# Tables (ssljax.data.tables): scikit-learn's bundled ones ship offline.
+TABLE_DATASETS = ("sklearn:breast_cancer", "sklearn:wine", "sklearn:digits", "sklearn:diabetes")
+TABLE_ENCODERS = ("ft_transformer", "mlp")
+
+
+def set_table_data(c: mlc.ConfigDict, name: str) -> None:
+  """``input.data`` for a table (see ``ssljax.data.tables``), table evaluation and run length.
+
+  ``name``: ``sklearn:<name>``, ``csv``, ``parquet`` or ``openml:<id>``; the file's fields
+  (``path``, ``target``, ``categorical``) are set on the command line.
+  """
+  c.input.data = mlc.ConfigDict(dict(
+      name=name, data_dir=mlc.FieldReference(None, field_type=str),
+      path=mlc.FieldReference(None, field_type=str), download=False, train_split="train",
+      eval_split="test", labels=True, target="", categorical=(), task="auto",
+      test_fraction=0.2))
+  c.input.views = mlc.ConfigDict()
+  c.eval.baselines = True
+  c.eval.knn_k = (20,)
+  c.eval.rankme_every_steps = 0
+  c.log_every_steps = 20
+  c.checkpoint_every_steps = 500
 
 
 def _optimizer(name: str, **fields) -> mlc.ConfigDict:
@@ -193,6 +235,10 @@ def runlocal(c: mlc.ConfigDict) -> mlc.ConfigDict:
     # Two stages of one block (16 features): compiles in a fraction of a ResNet-18's time.
     c.encoder.name = "resnet_tiny"
     c.encoder.width = 8
+  elif str(c.encoder.name) in TABLE_ENCODERS:  # Table encoders: one narrow layer.
+    c.encoder.width = 16
+    if "depth" in c.encoder:
+      c.encoder.depth = 1
   elif "width" in c.encoder:  # Other ResNet families (SLA's CIFAR ResNets): narrow.
     c.encoder.width = 4
   for head in ("projector", "predictor"):

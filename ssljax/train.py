@@ -51,18 +51,41 @@ class TrainState:
   method_state: PyTree
 
 
+NOT_FEATURES = ("label", "labelled", "mask")  # Batch keys that views never read.
+
+
+def example_batch(element_spec, batch_size: int = 2) -> dict[str, jax.Array]:
+  """Zeros shaped like a batch of the data's features (the element spec less its labels)."""
+  return {k: jnp.zeros((batch_size, *shape), dtype) for k, (shape, dtype) in element_spec.items()
+          if k not in NOT_FEATURES}
+
+
+def example_view(method: methods.Method, element_spec, batch_size: int = 2) -> PyTree:
+  """Zeros shaped like the method's first view of an example batch: what its encoder reads.
+
+  Only the view's output shape is computed (``jax.eval_shape``), so no augmentation is compiled.
+  """
+  shapes = jax.eval_shape(method.views[0], jax.random.key(0),
+                          example_batch(element_spec, batch_size))
+  return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+
+
 def init_state(rng: jax.Array, *, method: methods.Method, tx: optax.GradientTransformation,
-               num_classes: int, online_probe: bool) -> TrainState:
-  """Creates the initial TrainState (jit it with ``out_shardings`` to create it sharded)."""
+               element_spec, num_classes: int, online_probe: bool) -> TrainState:
+  """Creates the initial TrainState (jit it with ``out_shardings`` to create it sharded).
+
+  ``method.init`` receives an example of its first view, built from the data's ``element_spec``
+  (:func:`example_view`), so neither the trainer nor a method assumes images.
+  """
   init_rng, state_rng = jax.random.split(rng)
   # Parameter initialisers draw from an RBG key: XLA compiles threefry for every parameter of a
   # ResNet several times slower on CPU, and the initial values need no sharding invariance.
   init_rng = jax.random.wrap_key_data(jax.random.bits(init_rng, (4,), jnp.uint32), impl="rbg")
-  size = method.views[0].size
-  params, method_state = method.init(init_rng, jnp.zeros((2, size, size, 3), jnp.float32))
+  example = example_view(method, element_spec)
+  params, method_state = method.init(init_rng, example)
   params = {"method": params}
   if online_probe:
-    rep = method.represent(params["method"], method_state, jnp.zeros((2, size, size, 3)))
+    rep = method.represent(params["method"], method_state, example)
     feat = rep["representation"].shape[-1]
     params["online_probe"] = {
         "kernel": jnp.zeros((feat, num_classes), jnp.float32),
@@ -82,18 +105,23 @@ def init_state(rng: jax.Array, *, method: methods.Method, tx: optax.GradientTran
 # ---------------------------------------------------------------------------------------------
 
 
-def make_views(rng: jax.Array, images_bhwc: jax.Array, recipes, *,
-               bss: tuple[float, float] | None = None) -> list[jax.Array]:
-  """Augments the uint8 batch once per view recipe (on device), each view with its own key.
+def make_views(rng: jax.Array, batch, view_fns, *,
+               bss: tuple[float, float] | None = None) -> list[PyTree]:
+  """Applies each view function ``(rng, batch) -> view`` to the batch, each with its own key.
 
-  ``bss=(r_min, r_max)`` then standardises each view's batch style (Fourier amplitude, BSS), every
-  view with its own reference image and area ratio (``input.bss``).
+  ``batch`` is the dict of features (an array is taken as ``{"image": array}``); label keys are
+  not passed on. Image views (``augment.ViewRecipe``) augment on device. ``bss=(r_min, r_max)``
+  then standardises each image view's batch style (Fourier amplitude, BSS), every view with its
+  own reference image and area ratio (``input.bss``).
   """
+  if not isinstance(batch, dict):
+    batch = {"image": batch}
+  features = {k: v for k, v in batch.items() if k not in NOT_FEATURES}
   views = []
-  for i, recipe in enumerate(recipes):
+  for i, view_fn in enumerate(view_fns):
     view_rng = jax.random.fold_in(rng, i)
-    view = augment.augment_batch(view_rng, images_bhwc, recipe)
-    if bss is not None:
+    view = view_fn(view_rng, features)
+    if bss is not None and isinstance(view_fn, augment.ViewRecipe):
       view = batch_style.standardize_batch_style(
           jax.random.fold_in(view_rng, 1 << 20), view, r_min=bss[0], r_max=bss[1])
     views.append(view)
@@ -101,7 +129,13 @@ def make_views(rng: jax.Array, images_bhwc: jax.Array, recipes, *,
 
 
 def visible_labels(batch: dict[str, jax.Array]) -> jax.Array:
-  """The batch's labels with -1 where ``input.label_fraction`` hides them (int32 [B])."""
+  """The batch's labels with -1 where ``input.label_fraction`` hides them (int32 [B]).
+
+  All -1 for data without labels (or with regression targets, which no classifier reads).
+  """
+  if "label" not in batch or not jnp.issubdtype(batch["label"].dtype, jnp.integer):
+    size = next(iter(jax.tree.leaves(batch))).shape[0]
+    return jnp.full((size,), -1, jnp.int32)
   labels = batch["label"]
   if "labelled" in batch:
     labels = jnp.where(batch["labelled"], labels, -1)
@@ -134,8 +168,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, method: method
 
   Args:
     state: the current TrainState.
-    batch: ``{"image": uint8 [B, H, W, C], "label": int32 [B]}``, global arrays, plus
-      ``"labelled"`` bool [B] when ``input.label_fraction`` < 1.
+    batch: the data's features as global arrays (images: ``{"image": uint8 [B, H, W, C],
+      "label": int32 [B]}``; tables: ``x_num`` / ``x_cat``; ``label`` only for labelled data),
+      plus ``"labelled"`` bool [B] when ``input.label_fraction`` < 1.
     method: the method's functions (static).
     tx: the optimiser (static).
     bss: ``(r_min, r_max)`` of batch style standardisation, or None (static).
@@ -152,7 +187,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, method: method
   """
   rng = jax.random.fold_in(state.rng, state.step)  # A resumed run draws the same numbers.
   view_rng, loss_rng = jax.random.split(rng)
-  views = make_views(view_rng, batch["image"], method.views, bss=bss)
+  views = make_views(view_rng, batch, method.views, bss=bss)
   labels = visible_labels(batch)
 
   def loss_fn(params, method_state, views, labels, rng):
@@ -183,7 +218,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, method: method
       return (grad_sum, method_state), (loss, metrics)
 
     zeros = jax.tree.map(jnp.zeros_like, state.params)
-    xs = ([_microbatches(v, k) for v in views], _microbatches(labels, k), jnp.arange(k))
+    xs = ([jax.tree.map(lambda a: _microbatches(a, k), v) for v in views],
+          _microbatches(labels, k), jnp.arange(k))
     (grad_sum, method_state), (losses, metrics) = jax.lax.scan(
         micro, (zeros, state.method_state), xs)
     grads = jax.tree.map(lambda g: g / k, grad_sum)
@@ -253,13 +289,21 @@ def build(config, info: data.DatasetInfo | None = None) -> Run:
   steps_per_epoch = max(1, info.num_train // batch_size)
   total = total_steps_of(config, steps_per_epoch)
   method = methods.make(config, total_steps=total, steps_per_epoch=steps_per_epoch,
-                        num_classes=info.num_classes)
+                        num_classes=info.num_classes, info=info)
+  if method.uses_labels and info.task != "classification":
+    raise ConfigError(f"method={method.name!r} trains a classifier but {info.name!r} has no class "
+                      "labels here; use labelled data (input.data.labels=True)")
+  online_probe = bool(config.eval.online_probe)
+  if online_probe and (info.task != "classification" or info.num_classes < 1):
+    writers.info(f"note: eval.online_probe is off: {info.name!r} has no class labels here",
+                 enabled=jax.process_index() == 0)
+    online_probe = False
   tx, schedule = optim.make_optimizer(config.optim, total_steps=total,
                                       steps_per_epoch=steps_per_epoch,
                                       global_batch_size=batch_size,
-                                      separate=probe_optimizers(config))
-  init_fn = functools.partial(init_state, method=method, tx=tx, num_classes=info.num_classes,
-                              online_probe=bool(config.eval.online_probe))
+                                      separate=probe_optimizers(config) if online_probe else None)
+  init_fn = functools.partial(init_state, method=method, tx=tx, element_spec=info.element_spec,
+                              num_classes=info.num_classes, online_probe=online_probe)
   rng = jax.random.PRNGKey(int(config.seed))
   abstract = jax.eval_shape(init_fn, rng)
   state_sh = sharding.tree_shardings(abstract, mesh, config.sharding_rules)

@@ -90,8 +90,14 @@ class ViewRecipe:
   mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
   std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
+  modality = "image"  # The batch key it reads is ``image``; not a field.
+
   def __post_init__(self):
     _validate(dataclasses.asdict(self), where="ViewRecipe")
+
+  def __call__(self, rng: jax.Array, batch: Mapping[str, jax.Array]) -> jax.Array:
+    """The view as a pure function of the batch: :func:`augment_batch` of ``batch['image']``."""
+    return augment_batch(rng, batch["image"], self)
 
   @classmethod
   def from_config(cls, cfg: Mapping[str, Any], *, where: str = "view") -> ViewRecipe:

@@ -180,8 +180,10 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
 
   Returns:
     A ``grain.DatasetIterator`` (a :class:`SequentialTrainIterator` for tfrecord-prepared TFDS
-    data) yielding ``{'image': uint8 [B_local, H, W, C],
-    'label': int32 [B_local]}`` with ``B_local = global_batch_size // process_count``.
+    data) yielding the split's examples stacked (its element spec with a leading ``B_local``
+    axis: images ``{'image': uint8 [B_local, H, W, C], 'label': int32 [B_local]}``, tables
+    ``{'x_num', 'x_cat'[, 'label']}``; no ``label`` for unlabelled data), with
+    ``B_local = global_batch_size // process_count``.
 
   Raises:
     ConfigError: the batch size does not divide by the process count, or a bad config value.
@@ -195,6 +197,9 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
     raise DataError(f"input.data.train_split: {len(split.source)} examples cannot feed "
                     f"{count} processes; use a larger split or fewer processes")
   fraction = check_label_fraction(label_fraction)
+  if fraction < 1.0 and "label" not in split.element_spec:
+    raise ConfigError(f"input.label_fraction={fraction}: {data_name(data_cfg)} is used without "
+                      "labels here; set input.label_fraction=1.0 or use labelled data")
   source = split.source
   if isinstance(source, SequentialTfdsSource):
     if fraction < 1.0:
@@ -235,8 +240,8 @@ def iterate_eval(data_cfg, split: str, *, batch_size: int, process_index: int | 
     process_index, process_count: default ``jax.process_index()`` / ``jax.process_count()``.
 
   Returns:
-    An iterator of ``{'image': uint8 [batch_size, H, W, C], 'label': int32 [batch_size],
-    'mask': bool [batch_size]}``.
+    An iterator of the split's examples stacked to ``batch_size`` rows (e.g. ``{'image': uint8
+    [batch_size, H, W, C], 'label': int32 [batch_size]}``) plus ``'mask': bool [batch_size]``.
   """
   index, count = _processes(process_index, process_count)
   batch_size = check_batch_size(batch_size, 1, key="batch_size")
@@ -255,7 +260,7 @@ def iterate_eval(data_cfg, split: str, *, batch_size: int, process_index: int | 
                    .slice(slice(index, None, count))
                    .batch(batch_size, drop_remainder=False)
                    .to_iter_dataset(read_options=_read_options(opened)))
-  return _padded_batches(batches, num_batches, batch_size, opened.image_shape)
+  return _padded_batches(batches, num_batches, batch_size, opened.element_spec)
 
 
 def _batched(examples, batch_size: int):
@@ -268,18 +273,22 @@ def _batched(examples, batch_size: int):
 
 
 def _stack(items) -> dict[str, np.ndarray]:
-  return {"image": np.stack([x["image"] for x in items]),
-          "label": np.asarray([x["label"] for x in items], np.int32)}
+  """A list of examples (dicts of arrays) -> one batch (each feature stacked on a new axis 0)."""
+  return {k: np.stack([np.asarray(x[k]) for x in items]) for k in items[0]}
 
 
-def _padded_batches(batches, num_batches: int, batch_size: int, image_shape):
-  """Pads each batch to ``batch_size`` rows (mask False) and adds empty batches up to the count."""
+def _padded_batches(batches, num_batches: int, batch_size: int, spec):
+  """Pads each batch to ``batch_size`` rows (mask False) and adds empty batches up to the count.
+
+  ``spec``: feature name -> (per-example shape, dtype), the split's element spec.
+  """
   for _ in range(num_batches):
     batch = next(batches, None)
-    real = 0 if batch is None else len(batch["label"])
-    images = np.zeros((batch_size, *image_shape), np.uint8)
-    labels = np.zeros((batch_size,), np.int32)
-    if real:
-      images[:real] = batch["image"]
-      labels[:real] = batch["label"]
-    yield {"image": images, "label": labels, "mask": np.arange(batch_size) < real}
+    real = 0 if batch is None else len(next(iter(batch.values())))
+    out = {}
+    for key, (shape, dtype) in spec.items():
+      out[key] = np.zeros((batch_size, *shape), dtype)
+      if real:
+        out[key][:real] = batch[key]
+    out["mask"] = np.arange(batch_size) < real
+    yield out

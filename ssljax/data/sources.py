@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ssljax.data import digits
+from ssljax.data import digits, tables
 from ssljax.data.checks import check_npz_pair
 from ssljax.errors import ConfigError, DataError
 
@@ -44,32 +44,83 @@ class DatasetInfo:
 
   Attributes:
     name: ``input.data.name``.
-    num_classes: number of label classes.
-    image_shape: (H, W, C) of the images the iterators yield (C is 1 or 3).
+    num_classes: number of label classes (0 for regression targets and unlabelled data).
+    image_shape: (H, W, C) of the images the iterators yield (C is 1 or 3); None for data that
+      are not images.
     num_train: examples in ``input.data.train_split``.
     num_eval: examples in ``input.data.eval_split``.
+    features: ``(name, shape, dtype)`` of each array an example holds (the element spec); empty
+      for image data sets, whose spec follows from ``image_shape`` and ``task``.
+    task: ``'classification'``, ``'regression'`` or None (no labels).
+    cardinalities: codes per categorical table column (tables with ``x_cat`` only).
   """
 
   name: str
   num_classes: int
-  image_shape: tuple[int, int, int]
+  image_shape: tuple[int, int, int] | None
   num_train: int
   num_eval: int
+  features: tuple[tuple[str, tuple[int, ...], str], ...] = ()
+  task: str | None = "classification"
+  cardinalities: tuple[int, ...] = ()
+
+  @property
+  def element_spec(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Feature name -> (per-example shape, dtype) of what the training iterator yields.
+
+    ``label`` is present only for labelled data (int32 class index, or float32 for regression).
+    Image data sets that state no ``features`` yield ``image`` uint8 ``image_shape`` and ``label``.
+    """
+    if self.features:
+      return {k: (tuple(shape), np.dtype(dtype)) for k, shape, dtype in self.features}
+    spec = {"image": (tuple(self.image_shape), np.dtype(np.uint8))}
+    if self.task is not None:
+      spec["label"] = ((), np.dtype(np.int32))
+    return spec
+
+  @property
+  def modality(self) -> str:
+    """``'image'`` when the examples hold an ``image``, ``'table'`` for ``x_num`` / ``x_cat``."""
+    spec = self.element_spec
+    if "image" in spec:
+      return "image"
+    if "x_num" in spec or "x_cat" in spec:
+      return "table"
+    return "other"
+
+  @property
+  def labelled(self) -> bool:
+    return "label" in self.element_spec
 
 
 class ArraySource:
-  """In-memory random-access source over uint8 images and int labels."""
+  """In-memory random-access source over uint8 images and (optional) int labels."""
 
-  def __init__(self, images: np.ndarray, labels: np.ndarray):
-    """Args: images uint8 [N, H, W, C]; labels int [N]."""
+  def __init__(self, images: np.ndarray, labels: np.ndarray | None):
+    """Args: images uint8 [N, H, W, C]; labels int [N], or None for unlabelled images."""
     self.images = images
-    self.labels = labels.astype(np.int32)
+    self.labels = None if labels is None else labels.astype(np.int32)
 
   def __len__(self) -> int:
-    return len(self.labels)
+    return len(self.images)
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    if self.labels is None:
+      return {"image": self.images[index]}
     return {"image": self.images[index], "label": self.labels[index]}
+
+
+class _WithoutLabels:
+  """A source with its ``label`` dropped (``input.data.labels=False``)."""
+
+  def __init__(self, source):
+    self._source = source
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    return {k: v for k, v in self._source[index].items() if k != "label"}
 
 
 class _TfdsSource:
@@ -81,9 +132,10 @@ class _TfdsSource:
   """
 
   def __init__(self, source, *, resize_to: int | None,
-               image_shape: tuple[int, ...] | None = None):
+               image_shape: tuple[int, ...] | None = None, labelled: bool = True):
     self._source = source
     self._resize_to = resize_to
+    self._labelled = labelled
     n = len(source)
     self._images = None
     if image_shape is not None and n * int(np.prod(image_shape)) <= DECODED_CACHE_BYTES:
@@ -96,19 +148,22 @@ class _TfdsSource:
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     if self._images is not None and self._cached[index]:
-      return {"image": self._images[index], "label": self._labels[index]}
+      return self._example(self._images[index], self._labels[index])
     example = self._source[index]
     image = np.asarray(example["image"], np.uint8)
     if self._resize_to is not None:
       image = resize_center_crop(image, self._resize_to)
-    label = np.int32(example["label"])
+    label = np.int32(example["label"] if self._labelled else -1)
     if self._images is not None and image.shape == self._images.shape[1:]:
       # Reading threads may race on one index; they write the same values, and the flag is set
       # only after the data.
       self._images[index] = image
       self._labels[index] = label
       self._cached[index] = True
-    return {"image": image, "label": label}
+    return self._example(image, label)
+
+  def _example(self, image, label):
+    return {"image": image, "label": label} if self._labelled else {"image": image}
 
 
 class SequentialTfdsSource:
@@ -116,6 +171,7 @@ class SequentialTfdsSource:
 
   def __init__(self, builder, split: str, *, resize_to: int | None):
     self.builder = builder
+    self._labelled = "label" in builder.info.features
     self.split = split
     self._resize_to = resize_to
     self._len = int(builder.info.splits[split].num_examples)
@@ -139,20 +195,46 @@ class SequentialTfdsSource:
                       reshuffle_each_iteration=False)
     ds = ds.skip(skip)
     decode = self.builder.info.features["image"].decode_example
-    ds = ds.map(lambda ex: {"image": decode(ex["image"]), "label": ex["label"]},
+    keep = ("label",) if self._labelled else ()
+    ds = ds.map(lambda ex: {"image": decode(ex["image"]), **{k: ex[k] for k in keep}},
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     for example in tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)):
       image = np.asarray(example["image"], np.uint8)
       if self._resize_to is not None:
         image = resize_center_crop(image, self._resize_to)
-      yield {"image": image, "label": np.int32(example["label"])}
+      yield {"image": image, **{k: np.int32(example[k]) for k in keep}}
 
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-  source: Any  # __len__ / __getitem__ -> {'image': uint8 [H, W, C], 'label': int32}
+  """One opened split: a random-access (or sequential) source and what its examples hold.
+
+  ``source[i]`` is a dict of arrays described by :attr:`element_spec` (images: ``image`` uint8
+  [H, W, C] and, when labelled, ``label`` int32; tables: ``x_num`` / ``x_cat`` / ``label``).
+  """
+
+  source: Any
   num_classes: int
-  image_shape: tuple[int, int, int]
+  image_shape: tuple[int, int, int] | None
+  features: tuple[tuple[str, tuple[int, ...], str], ...] = ()
+  task: str | None = "classification"
+  cardinalities: tuple[int, ...] = ()
+
+  @property
+  def element_spec(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    return DatasetInfo(name="", num_classes=self.num_classes, image_shape=self.image_shape,
+                       num_train=0, num_eval=0, features=self.features, task=self.task).element_spec
+
+  def without_labels(self) -> Split:
+    """The same examples with no ``label`` (training without labels)."""
+    features = tuple(f for f in self.element_spec_items() if f[0] != "label")
+    source = self.source if isinstance(self.source, SequentialTfdsSource) else _WithoutLabels(
+        self.source)
+    return dataclasses.replace(self, source=source, num_classes=0, features=features, task=None)
+
+  def element_spec_items(self) -> tuple[tuple[str, tuple[int, ...], str], ...]:
+    return tuple((k, shape, np.dtype(dtype).name) for k, (shape, dtype) in
+                 self.element_spec.items())
 
 
 def resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
@@ -200,9 +282,26 @@ def open_split(data_cfg, split: str, *, key: str) -> Split:
     key: the config key that chose ``split`` (named in error messages).
   """
   name = data_name(data_cfg)
-  if name in ("folder", "npz"):
-    return _memory_split(data_cfg, name, split, key=key)
-  return _tfds_split(data_cfg, name, split, key=key)
+  if tables.is_table(name):
+    opened = _table_split(data_cfg, split, key=key)
+  elif name in ("folder", "npz"):
+    opened = _memory_split(data_cfg, name, split, key=key)
+  else:
+    opened = _tfds_split(data_cfg, name, split, key=key)
+  if not config_get(data_cfg, "labels", True) and "label" in opened.element_spec:
+    if isinstance(opened.source, SequentialTfdsSource):
+      raise ConfigError("input.data.labels=False needs a random-access data set; prepare "
+                        f"{name} as array_record (tfds file_format=array_record)")
+    opened = opened.without_labels()
+  return opened
+
+
+def _table_split(data_cfg, split: str, *, key: str) -> Split:
+  table = tables.load_table(data_cfg, split, key=key)
+  features = tuple((k, shape, np.dtype(dtype).name)
+                   for k, (shape, dtype) in tables.element_spec(table).items())
+  return Split(source=table, num_classes=table.num_classes, image_shape=None, features=features,
+               task=table.task, cardinalities=table.preprocessor.cardinalities)
 
 
 # ----------------------------------------------------------------------------- TFDS
@@ -232,10 +331,10 @@ def _tfds_builder(data_cfg, name: str):
 def _tfds_split(data_cfg, name: str, split: str, *, key: str) -> Split:
   builder = _tfds_builder(data_cfg, name)
   features = builder.info.features
-  if features is None or "image" not in features or "label" not in features:
+  if features is None or "image" not in features:
     found = sorted(features.keys()) if features is not None else []
-    raise DataError(f"input.data.name={name!r}: TFDS features {found} lack 'image' and 'label'; "
-                    "ssljax reads image classification data sets")
+    raise DataError(f"input.data.name={name!r}: TFDS features {found} lack 'image'; "
+                    "ssljax reads image data sets (with or without 'label')")
   shape = tuple(features["image"].shape)
   if len(shape) != 3 or shape[-1] not in (1, 3):
     raise DataError(f"input.data.name={name!r}: images have shape {shape}; ssljax needs "
@@ -244,19 +343,22 @@ def _tfds_split(data_cfg, name: str, split: str, *, key: str) -> Split:
   if shape[0] is None or shape[1] is None:
     resize_to = int(config_get(data_cfg, "image_size", 64))
     shape = (resize_to, resize_to, shape[2])
-  num_classes = int(features["label"].num_classes)
+  labelled = "label" in features
+  num_classes = int(features["label"].num_classes) if labelled else 0
+  task = "classification" if labelled else None
   if builder.is_prepared() and not _random_access(builder):
     try:
       source = SequentialTfdsSource(builder, split, resize_to=resize_to)
     except Exception as e:  # noqa: BLE001 - an unknown split; one clear line below.
       raise _tfds_open_error(data_cfg, builder, name, split, key, e) from None
-    return Split(source=source, num_classes=num_classes, image_shape=shape)
+    return Split(source=source, num_classes=num_classes, image_shape=shape, task=task)
   try:
     source = builder.as_data_source(split=split)
   except Exception as e:  # TFDS raises several types here; each becomes one clear line below
     raise _tfds_open_error(data_cfg, builder, name, split, key, e) from None
-  return Split(source=_TfdsSource(source, resize_to=resize_to, image_shape=shape),
-                num_classes=num_classes, image_shape=shape)
+  return Split(source=_TfdsSource(source, resize_to=resize_to, image_shape=shape,
+                                  labelled=labelled),
+               num_classes=num_classes, image_shape=shape, task=task)
 
 
 def _random_access(builder) -> bool:
@@ -299,7 +401,8 @@ def _memory_split(data_cfg, name: str, split: str, *, key: str) -> Split:
     arrays = _load_npz(path, stamp)
   images, labels = arrays[split]
   return Split(source=ArraySource(images, labels), num_classes=arrays["num_classes"],
-                image_shape=tuple(int(d) for d in images.shape[1:]))
+               image_shape=tuple(int(d) for d in images.shape[1:]),
+               task=None if labels is None else "classification")
 
 
 def _holdout(num: int) -> tuple[np.ndarray, np.ndarray]:
@@ -329,9 +432,14 @@ def _decode_image(file: str, image_size: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _load_folder(path: str, image_size: int, stamp: int) -> dict:
-  """Loads ``<path>/<class>/<file>`` images into memory (cached per path, size and mtime)."""
+  """Loads ``<path>/<class>/<file>`` images into memory (cached per path, size and mtime).
+
+  A folder with images directly in it and no class sub-folders holding images is unlabelled: its
+  splits yield ``image`` only (labels None).
+  """
   del stamp  # part of the cache key only: a changed folder is read again
-  hint = "put images in <path>/<class>/<file>.png"
+  hint = ("put images in <path>/<class>/<file>.png (labelled) or directly in <path> "
+          "(unlabelled)")
   if not os.path.exists(path):
     raise DataError(f"input.data.path={path!r}: folder does not exist; {hint}")
   if not os.path.isdir(path):
@@ -347,8 +455,17 @@ def _load_folder(path: str, image_size: int, stamp: int) -> dict:
     raise DataError(f"input.data.path={path!r}: folder cannot be read ({e.strerror}); "
                     "check its permissions") from None
   classes = [(d, files) for d, files in zip(class_dirs, files_per_class, strict=True) if files]
-  if not classes:
-    raise DataError(f"input.data.path={path!r}: folder has no images in class sub-folders; {hint}")
+  unlabelled = not classes
+  if unlabelled:
+    try:
+      loose = sorted(f for f in os.listdir(path) if f.lower().endswith(_IMAGE_SUFFIXES)
+                     and not f.startswith(".") and os.path.isfile(os.path.join(path, f)))
+    except OSError as e:
+      raise DataError(f"input.data.path={path!r}: folder cannot be read ({e.strerror}); "
+                      "check its permissions") from None
+    if not loose:
+      raise DataError(f"input.data.path={path!r}: folder has no images; {hint}")
+    classes = [("", loose)]
   paths = [os.path.join(path, d, f) for d, files in classes for f in files]
   labels = [label for label, (_, files) in enumerate(classes) for _ in files]
   # PIL releases the GIL while decoding, so threads give a real speed-up on big folders.
@@ -358,6 +475,8 @@ def _load_folder(path: str, image_size: int, stamp: int) -> dict:
     images = [np.repeat(im, 3, axis=-1) if im.shape[-1] == 1 else im for im in images]
   images, labels = np.stack(images), np.asarray(labels, np.int32)
   train, test = _holdout(len(labels))
+  if unlabelled:
+    return {"train": (images[train], None), "test": (images[test], None), "num_classes": 0}
   return {"train": (images[train], labels[train]), "test": (images[test], labels[test]),
           "num_classes": len(classes)}
 
@@ -407,5 +526,6 @@ def get_info(data_cfg) -> DatasetInfo:
   evals = open_split(data_cfg, config_get(data_cfg, "eval_split", "test"),
                      key="input.data.eval_split")
   return DatasetInfo(name=data_name(data_cfg), num_classes=train.num_classes,
-                     image_shape=train.image_shape, num_train=len(train.source),
+                     image_shape=train.image_shape, features=train.features, task=train.task,
+                     cardinalities=train.cardinalities, num_train=len(train.source),
                      num_eval=len(evals.source))

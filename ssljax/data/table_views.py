@@ -176,3 +176,14 @@ def column_masks(rng, batch_size: int, num_features: int, *, ctx_share, tgt_shar
           "tgt": tgt.astype(jnp.int32),
           "tgt_valid": jnp.arange(width_t) < n_tgt,
           "n_ctx": n_ctx, "n_tgt": n_tgt}
+
+
+@dataclasses.dataclass(frozen=True)
+class TableRows:
+  """The rows themselves (``x_num`` / ``x_cat`` only): the view of augmentation-free methods."""
+
+  modality = "table"
+
+  def __call__(self, rng: jax.Array, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    del rng
+    return {k: batch[k] for k in KEYS if k in batch}

@@ -1,8 +1,25 @@
-"""Evaluation of a training state: frozen features -> linear probe, kNN, RankMe.
+"""Evaluation of a training state: frozen features -> the configured evaluators, and RankMe.
 
-``Evaluator(config, method, mesh, info).run(state)`` extracts backbone representations (what linear
-probes and kNN use) and projector embeddings (what RankMe scores) of the train and eval splits,
-un-augmented, with the data-parallel mesh, then runs the evaluators on the host.
+``Evaluator(config, method, mesh, info).run(state)`` extracts backbone representations (what the
+probes use) and projector embeddings (what RankMe scores) of the probe data's train and test
+splits, un-augmented, with the data-parallel mesh, then runs the evaluators on the host. Which
+evaluators run follows from the probe data's labels (``ssljax.data.DatasetInfo.task``):
+
+* ``classification`` (class labels): weighted kNN (``eval.knn``) and the linear probe
+  (``eval.linear``), on any representation;
+* ``regression`` (a float target, e.g. a table's): the ridge probe (``ridge_r2``, ``ridge_rmse``);
+* no labels (an unlabelled folder, ``input.data.labels=False``, a table without a target): only
+  RankMe and the collapse metrics, with a printed note.
+
+With ``eval.baselines`` (tables) the same probe also runs on the raw preprocessed features
+(``raw_<metric>``) beside scikit-learn's HistGradientBoosting on them (``gbdt_<metric>``), so a
+user sees whether pretraining helped. Each evaluator is a function ``evaluate(train, test,
+**settings) -> dict[str, float]`` over host arrays (``representation`` [N, F], ``label`` [N]);
+see :mod:`ssljax.evals.regression`.
+
+The probes read ``eval.data`` (fields left empty take ``input.data``'s), so a run can pretrain on
+one split or folder (STL-10 ``unlabelled``, a folder of photos) and probe on another; RankMe always
+reads the training data.
 """
 
 from __future__ import annotations
@@ -14,79 +31,148 @@ from typing import Any
 import jax
 import numpy as np
 
-from ssljax import data, sharding
+from ssljax import data, sharding, writers
 from ssljax.data import augment
+from ssljax.errors import ConfigError, DataError
+from ssljax.evals import regression
 from ssljax.evals.knn import knn_top1
 from ssljax.evals.linear import linear_probe
 from ssljax.metrics import normalized_std, rankme
+
+_NOT_FEATURES = ("label", "labelled", "mask")
+
+
+def probe_data_config(config):
+  """``input.data`` updated by the non-empty fields of ``eval.data`` (labels on: probes need them).
+
+  Raises:
+    ConfigError: ``eval.data`` has a field ``input.data`` does not know.
+  """
+  probe = config.input.data.copy_and_resolve_references()
+  with probe.unlocked():
+    probe.labels = True
+    overrides = config.eval.get("data")
+    for key, value in (overrides.items() if overrides is not None else ()):
+      if value is None or value == "":
+        continue
+      if key not in probe and key not in ("labels",):
+        raise ConfigError(f"eval.data.{key}: input.data has no such field; eval.data takes "
+                          f"the fields of input.data ({sorted(probe.keys())})")
+      if key == "name" and value != probe.name:
+        # Another data set: its own path and splits, unless given too.
+        for field in ("path", "train_split", "eval_split"):
+          if not overrides.get(field):
+            probe[field] = {"path": None, "train_split": "train",
+                            "eval_split": "test"}[field] if field in probe else None
+      probe[key] = value
+  return probe
+
+
+def eval_input_fn(config, info):
+  """The deterministic ``batch -> encoder input`` of the data's modality (no augmentation).
+
+  Images: resize, centre crop and normalise (``input.image_size``, ``input.eval_crop_fraction``,
+  ``input.mean`` / ``input.std``). Other modalities: the batch's features as they are.
+  """
+  if info.modality == "image":
+    size = int(config.input.image_size)
+    crop_fraction = float(config.input.eval_crop_fraction)
+    mean, std = tuple(config.input.mean), tuple(config.input.std)
+    return lambda batch: augment.preprocess_eval(batch["image"], size=size, mean=mean, std=std,
+                                                 crop_fraction=crop_fraction)
+  return lambda batch: {k: v for k, v in batch.items() if k not in _NOT_FEATURES}
 
 
 class Evaluator:
   """Runs the evaluations configured in ``config.eval`` on a TrainState.
 
   Args:
-    config: the experiment config (reads ``eval.*``, ``input.data``, ``input.image_size``,
-      ``input.eval_crop_fraction``, ``input.mean``/``input.std``).
+    config: the experiment config (reads ``eval.*``, ``input.data``, and for images
+      ``input.image_size``, ``input.eval_crop_fraction``, ``input.mean``/``input.std``).
     method: the Method whose ``represent`` gives the features.
     mesh: the device mesh (features are computed data-parallel).
-    info: the data set's DatasetInfo.
+    info: the training data's DatasetInfo.
+
+  Raises:
+    ConfigError / DataError: the probe data cannot be opened, has an empty split, or is of
+      another modality than the training data (checked here, before training starts).
   """
 
   def __init__(self, config, method, mesh, info):
     self.cfg = config.eval
-    self.data_cfg = config.input.data
+    self.train_cfg = config.input.data
+    self.data_cfg = probe_data_config(config)
     self.info = info
+    self.probe_info = (info if self.data_cfg.to_dict() == self.train_cfg.to_dict()
+                       else data.get_info(self.data_cfg))
+    if self.probe_info.modality != info.modality:
+      raise ConfigError(f"eval.data.name={self.data_cfg.name!r} holds {self.probe_info.modality} "
+                        f"data but the method trains on {info.modality} data; probe on data of "
+                        "the same kind")
+    for split, count in ((self.data_cfg.train_split, self.probe_info.num_train),
+                         (self.data_cfg.eval_split, self.probe_info.num_eval)):
+      if count == 0:
+        raise DataError(f"eval.data: split {split!r} of {self.probe_info.name!r} is empty; "
+                        "choose a split with examples")
+    self._noted = False
     self.mesh = mesh
     shards = math.lcm(sharding.data_axis_size(mesh), jax.process_count())
     self.batch_size = int(math.ceil(int(self.cfg.batch_size) / shards) * shards)
-    size = int(config.input.image_size)
-    crop_fraction = float(config.input.eval_crop_fraction)
-    mean, std = tuple(config.input.mean), tuple(config.input.std)
     represent = method.represent
-    self._cache = None  # ((step, split), features, whole split?) of the last extraction.
+    to_input = eval_input_fn(config, info)
+    self._cache = None  # ((step, data, split), features, whole split?) of the last extraction.
+    self._baselines = None
 
-    def features(params, method_state, images, labels, mask):
-      x = augment.preprocess_eval(images, size=size, mean=mean, std=std,
-                                  crop_fraction=crop_fraction)
-      return represent(params["method"], method_state, x), labels, mask
+    def features(params, method_state, batch):
+      keep = {k: batch[k] for k in ("label", "mask") if k in batch}
+      return represent(params["method"], method_state, to_input(batch)), keep
 
     self._features = jax.jit(
         features,
-        in_shardings=(None, None, *(sharding.batch_sharding(mesh),) * 3),
+        in_shardings=(None, None, sharding.batch_sharding(mesh)),
         out_shardings=sharding.replicated(mesh),
     )
 
-  def features(self, state, split: str, *, max_samples: int = -1) -> dict[str, np.ndarray]:
-    """``representation`` [N, F], ``embedding`` [N, K], ``label`` [N] of a split (host numpy).
+  def features(self, state, split: str, *, max_samples: int = -1, probe: bool = True,
+               raw: bool = False) -> dict[str, np.ndarray]:
+    """``representation`` [N, F], ``embedding`` [N, K] and (labelled data) ``label`` [N] of a split.
 
-    Plus ``logits`` / ``logits_<name>`` [N, C] when the method's ``represent`` returns them.
+    Plus ``logits`` / ``logits_<name>`` [N, C] when the method's ``represent`` returns them, and
+    with ``raw=True`` the split's own features (``x_num``, ``image``, ...). ``probe`` picks the
+    probe data (``eval.data``) or, when False, the training data (``input.data``).
 
     The last extraction is kept: RankMe and the final evaluation at the same step share it when
     it covers what is asked (the whole split, or at least ``max_samples`` rows).
     """
-    key = (int(jax.device_get(state.step)), split)
+    probe = probe and self.probe_info is not self.info  # The same data: share extractions.
+    cfg = self.data_cfg if probe else self.train_cfg
+    key = (int(jax.device_get(state.step)), probe, split, raw)
     if self._cache is not None and self._cache[0] == key:
       cached, complete = self._cache[1], self._cache[2]
-      if complete or 0 < max_samples <= len(cached["label"]):
+      count = len(cached["representation"])
+      if complete or 0 < max_samples <= count:
         return {k: v[:max_samples] if max_samples > 0 else v for k, v in cached.items()}
-    result, complete = self._extract(state, split, max_samples)
+    result, complete = self._extract(state, cfg, split, max_samples, raw)
     self._cache = (key, result, complete)
     return result
 
-  def _extract(self, state, split, max_samples):
-    chunks: dict[str, list[np.ndarray]] = {"representation": [], "embedding": [], "label": []}
+  def _extract(self, state, data_cfg, split, max_samples, raw):
+    chunks: dict[str, list[np.ndarray]] = {"representation": [], "embedding": []}
     count = 0
     local_batch = self.batch_size // jax.process_count()
-    for batch in data.iterate_eval(self.data_cfg, split, batch_size=local_batch):
-      g = sharding.global_batch(
-          {"image": batch["image"], "label": batch["label"], "mask": batch["mask"]}, self.mesh)
-      out, labels, mask = jax.device_get(
-          self._features(state.params, state.method_state, g["image"], g["label"], g["mask"]))
-      keep = np.asarray(mask, bool)
+    for batch in data.iterate_eval(data_cfg, split, batch_size=local_batch):
+      g = sharding.global_batch(batch, self.mesh)
+      out, kept = jax.device_get(self._features(state.params, state.method_state, g))
+      keep = np.asarray(kept["mask"], bool)
       for key in out:  # ``logits`` / ``logits_<name>``: methods that train a classifier.
         if key in ("representation", "embedding") or key.startswith("logits"):
           chunks.setdefault(key, []).append(np.asarray(out[key])[keep])
-      chunks["label"].append(np.asarray(labels)[keep])
+      if "label" in kept:
+        chunks.setdefault("label", []).append(np.asarray(kept["label"])[keep])
+      if raw:
+        for key, value in batch.items():
+          if key not in _NOT_FEATURES:
+            chunks.setdefault(key, []).append(np.asarray(value)[keep])
       count += int(keep.sum())
       if 0 < max_samples <= count:
         break
@@ -95,24 +181,58 @@ class Evaluator:
     return {k: np.concatenate(v)[:max_samples] for k, v in chunks.items()}, False
 
   def rankme(self, state) -> dict[str, float]:
-    """Collapse metrics of the train split: RankMe and the normalised std (no labels needed).
+    """Collapse metrics of the training data's train split (no labels needed).
 
     ``rankme`` / ``rankme_representation``: effective rank of the projector embeddings / the
     backbone representations; ``embedding_std``: mean per-dimension std of the l2-normalised
     embeddings (about 1 / sqrt(K) when spread out, 0 when collapsed).
     """
     n = int(self.cfg.rankme_samples)
-    return collapse_metrics(self.features(state, self.data_cfg.train_split, max_samples=n), n)
+    return collapse_metrics(
+        self.features(state, self.train_cfg.train_split, max_samples=n, probe=False), n)
+
+  def _note(self, text: str) -> None:
+    if not self._noted:
+      writers.info("note: " + text, enabled=jax.process_index() == 0)
+      self._noted = True
 
   def run(self, state) -> dict[str, Any]:
-    """Linear probe, kNN and RankMe as configured; returns a flat dict of floats."""
+    """The configured evaluators and RankMe; returns a flat dict of floats."""
     t0 = time.perf_counter()
     cfg = self.cfg
+    results: dict[str, Any] = self.rankme(state)
+    task = self.probe_info.task
+    if task is None:
+      self._note(f"{self.probe_info.name!r} has no labels here, so only RankMe and the collapse "
+                 "metrics are reported; set eval.data to labelled data for the probes")
+      results["eval_time_s"] = round(time.perf_counter() - t0, 2)
+      return results
+    baselines = bool(cfg.get("baselines", False)) and self.info.modality == "table"
     train = self.features(state, self.data_cfg.train_split,
-                          max_samples=int(cfg.max_train_samples))
-    test = self.features(state, self.data_cfg.eval_split)
-    results: dict[str, Any] = collapse_metrics(train, int(cfg.rankme_samples))
-    num_classes = self.info.num_classes
+                          max_samples=int(cfg.max_train_samples), raw=baselines)
+    test = self.features(state, self.data_cfg.eval_split, raw=baselines)
+    if task == "classification":
+      check_class_labels(train, test, self.probe_info.num_classes, where=self.data_cfg.name)
+      results.update(self.classification(train, test))
+    else:
+      results.update(_prefixed("ridge_", regression.ridge_probe(
+          train, test, alpha=float(cfg.get("ridge_alpha", 1.0)))))
+    if baselines:
+      if self._baselines is None:  # The raw features do not change with training.
+        self._baselines = self.baselines(train, test, task)
+      results.update(self._baselines)
+    # The method's own classifier (supervised / semi-supervised methods): ``logits`` is its chosen
+    # prediction, ``logits_<name>`` alternatives (e.g. SLA's aggregated inference).
+    for key in sorted(k for k in test if k.startswith("logits")):
+      name = "classifier_top1" + key[len("logits"):]
+      results[name] = float(np.mean(np.argmax(test[key], -1) == test["label"]))
+    results["eval_time_s"] = round(time.perf_counter() - t0, 2)
+    return results
+
+  def classification(self, train, test) -> dict[str, float]:
+    """Weighted kNN (``knn_top1``, ``knn_top1_k<k>``) and the linear probe (``linear_top1``)."""
+    cfg, results = self.cfg, {}
+    num_classes = self.probe_info.num_classes
     if cfg.knn:
       for i, k in enumerate(cfg.knn_k):
         acc = knn_top1(train["representation"], train["label"], test["representation"],
@@ -128,13 +248,41 @@ class Evaluator:
                            weight_decay=float(cfg.linear_weight_decay), seed=0)
       results["linear_top1"] = float(probe["top1"])
       results["linear_train_top1"] = float(probe["train_top1"])
-    # The method's own classifier (supervised / semi-supervised methods): ``logits`` is its chosen
-    # prediction, ``logits_<name>`` alternatives (e.g. SLA's aggregated inference).
-    for key in sorted(k for k in test if k.startswith("logits")):
-      name = "classifier_top1" + key[len("logits"):]
-      results[name] = float(np.mean(np.argmax(test[key], -1) == test["label"]))
-    results["eval_time_s"] = round(time.perf_counter() - t0, 2)
     return results
+
+  def baselines(self, train, test, task: str) -> dict[str, float]:
+    """The probes on the raw preprocessed features (``raw_*``) and HistGradientBoosting
+    (``gbdt_*``) on them."""
+    cards = self.probe_info.cardinalities
+    raw = [{"representation": regression.raw_features(part, cards), "label": part["label"]}
+           for part in (train, test)]
+    if task == "classification":
+      results = _prefixed("raw_", self.classification(*raw))
+      results.pop("raw_knn_k", None)
+      results.pop("raw_linear_train_top1", None)
+    else:
+      results = _prefixed("raw_ridge_", regression.ridge_probe(
+          *raw, alpha=float(self.cfg.get("ridge_alpha", 1.0))))
+    results.update(_prefixed("gbdt_", regression.gbdt_baseline(*raw, task=task)))
+    return results
+
+
+def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+  return {prefix + k: v for k, v in metrics.items()}
+
+
+def check_class_labels(train, test, num_classes: int, *, where: str) -> None:
+  """DataError unless every probe label is a class index in ``[0, num_classes)``."""
+  for split, part in (("train", train), ("test", test)):
+    labels = part.get("label")
+    if labels is None or len(labels) == 0:
+      raise DataError(f"eval.data {where!r}: the {split} split has no labelled examples; "
+                      "choose a labelled split for the probes (eval.data.*)")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+      raise DataError(f"eval.data {where!r}: {split} labels span [{low}, {high}] but there are "
+                      f"{num_classes} classes (unlabelled examples read -1); probe on a labelled "
+                      "split, e.g. --config.eval.data.train_split=train")
 
 
 def collapse_metrics(features: dict[str, np.ndarray], max_samples: int) -> dict[str, float]:

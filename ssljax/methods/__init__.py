@@ -77,20 +77,29 @@ def get(name: str):
   return importlib.import_module(f"{__name__}.{name}")
 
 
-def make(config, *, total_steps: int, steps_per_epoch: int, num_classes: int = 10) -> Method:
+def make(config, *, total_steps: int, steps_per_epoch: int, num_classes: int = 10,
+         info=None) -> Method:
   """Builds the method named by ``config.method`` for a run of ``total_steps`` steps.
 
   ``num_classes`` (the data set's; the trainer passes it, tests rely on the digits' 10) is passed
   on to the methods whose ``make`` takes it (those that train a classifier); the others never
-  see it.
+  see it. ``info`` (the data set's :class:`ssljax.data.DatasetInfo`: element spec, categorical
+  cardinalities) likewise goes to the methods whose ``make`` takes it (the tabular ones, whose
+  tokenizer needs the columns); None there is a ConfigError naming the data.
   """
   if int(total_steps) < 1 or int(steps_per_epoch) < 1:
     raise ConfigError(f"total_steps={total_steps} and steps_per_epoch={steps_per_epoch} must be "
                       ">= 1; check total_steps/total_epochs and the batch size")
   module = get(config.method)
   kwargs = dict(total_steps=int(total_steps), steps_per_epoch=int(steps_per_epoch))
-  if "num_classes" in inspect.signature(module.make).parameters:
+  wanted = inspect.signature(module.make).parameters
+  if "num_classes" in wanted:
     kwargs["num_classes"] = int(num_classes)
+  if "info" in wanted:
+    if info is None:
+      raise ConfigError(f"method={config.method!r} needs the data set's description (its "
+                        "columns); build it through ssljax.train.build or pass info=")
+    kwargs["info"] = info
   try:
     return module.make(config, **kwargs)
   except AttributeError as e:

@@ -347,7 +347,7 @@ def test_missing_and_empty_folder(tmp_path):
   with pytest.raises(DataError, match=r"input\.data\.path=.*nope.*does not exist"):
     sources.get_info(_cfg(name="folder", path=str(tmp_path / "nope")))
   (tmp_path / "empty" / "cat").mkdir(parents=True)
-  with pytest.raises(DataError, match=r"input\.data\.path=.*empty.*no images in class"):
+  with pytest.raises(DataError, match=r"input\.data\.path=.*empty.*folder has no images"):
     sources.get_info(_cfg(name="folder", path=str(tmp_path / "empty")))
   with pytest.raises(ConfigError, match=r"input\.data\.path is not set"):
     sources.get_info(_cfg(name="folder"))

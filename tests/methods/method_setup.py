@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssljax import methods
+from ssljax import data, methods, train
+from ssljax.data import augment, tables
 
 
 class Built(NamedTuple):
@@ -54,9 +55,16 @@ def build(name, arg="runlocal", total_steps=100, steps_per_epoch=10, **overrides
   key = (name, arg, total_steps, steps_per_epoch, tuple(sorted(overrides.items())))
   if key not in _BUILT:
     config = config_of(name, arg, **overrides)
-    method = methods.make(config, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
-    size = method.views[0].size
-    params, state = jax.jit(method.init)(INIT_KEY, jnp.zeros((2, size, size, 3)))
+    # Tables ship with scikit-learn (no data dir needed) and their methods need the columns.
+    info = data.get_info(config.input.data) if is_table(config) else None
+    method = methods.make(config, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                          info=info)
+    if info is None:
+      size = method.views[0].size
+      example = jnp.zeros((2, size, size, 3))
+    else:
+      example = train.example_view(method, info.element_spec)
+    params, state = jax.jit(method.init)(INIT_KEY, example)
     _BUILT[key] = Built(config, method, params, state)
   return _BUILT[key]
 
@@ -64,13 +72,22 @@ def build(name, arg="runlocal", total_steps=100, steps_per_epoch=10, **overrides
 def setup(name, arg="runlocal", batch=16, total_steps=100, steps_per_epoch=10, **overrides):
   """``(config, method, params, state, views)`` for ``experiments/<name>.py:<arg>``.
 
-  ``views`` are fixed normal noise, one [batch, size, size, 3] array per view the method takes.
+  Image ``views`` are fixed normal noise, one [batch, size, size, 3] array per view the method
+  takes; other modalities' views are the method's views of the first batch of its data.
   """
   config, method, params, state = build(name, arg, total_steps, steps_per_epoch, **overrides)
   config = config.copy_and_resolve_references()  # A test may edit its copy.
+  if not all(isinstance(v, augment.ViewRecipe) for v in method.views):
+    it = data.make_train_iterator(config.input.data, global_batch_size=batch, seed=0)
+    batch_ = {k: jnp.asarray(v) for k, v in next(it).items()}
+    return config, method, params, state, train.make_views(jax.random.key(1), batch_, method.views)
   sizes = tuple(v.size for v in method.views)
   if (sizes, batch) not in _VIEWS:
     rng = np.random.default_rng(0)
     _VIEWS[sizes, batch] = [jnp.asarray(rng.normal(size=(batch, s, s, 3)), jnp.float32)
                             for s in sizes]
   return config, method, params, state, list(_VIEWS[sizes, batch])
+
+
+def is_table(config) -> bool:
+  return tables.is_table(str(config.input.data.name))
