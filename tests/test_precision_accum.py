@@ -64,7 +64,7 @@ def test_accumulation_equals_the_big_batch_step():
   run = train.build(_config(**{"input.batch_size": 32}), info=INFO)
   method = _per_sample_method(run.method.views)
   init = functools.partial(train.init_state, method=method, tx=run.tx, num_classes=10,
-                           online_probe=False)
+                           element_spec=INFO.element_spec, online_probe=False)
   batch = _batch(run, 16)
   results = {}
   for k in (1, 4):
