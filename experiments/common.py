@@ -110,7 +110,11 @@ def base_config() -> mlc.ConfigDict:
       name="digits", data_dir=mlc.FieldReference(None, field_type=str),
       path=mlc.FieldReference(None, field_type=str), image_size=64, download=False,
       train_split="train", eval_split="test",
-      labels=True))  # False: train without labels (RankMe and collapse metrics only).
+      labels=True,  # False: train without labels (RankMe and collapse metrics only).
+      # Photos of any size (folders, imagenette, imagenet2012): keep the whole photo as an
+      # image_size canvas and crop on its own size on device (RandomResizedCrop on the full
+      # image); False: resize the shorter side and keep the centre square, as before.
+      whole_image=True))
   c.input.views = mlc.ConfigDict()
   # Share of training labels a (semi-)supervised method may see; the rest read as -1.
   c.input.label_fraction = 1.0
@@ -260,6 +264,7 @@ def runlocal(c: mlc.ConfigDict) -> mlc.ConfigDict:
   c.eval.knn_k = (5, 20)
   c.eval.rankme_samples = 512
   c.eval.max_train_samples = 512
+  c.eval.baselines = False  # HistGradientBoosting takes longer than the whole tiny run.
   return c
 
 

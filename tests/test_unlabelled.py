@@ -47,7 +47,9 @@ def test_unlabelled_folder_is_described_without_labels(tmp_path):
   _images(tmp_path / "photos", 20)
   info = data.get_info(_config(tmp_path / "photos").input.data)
   assert info.task is None and info.num_classes == 0 and not info.labelled
-  assert info.element_spec == {"image": ((16, 16, 3), np.dtype(np.uint8))}
+  # Photos of any size are whole-photo canvases with their own size beside them.
+  assert info.element_spec == {"image": ((16, 16, 3), np.dtype(np.uint8)),
+                               "image_hw": ((2,), np.dtype(np.int32))}
   # The 10% hold-out still splits it, deterministically.
   assert (info.num_train, info.num_eval) == (18, 2)
 

@@ -96,8 +96,11 @@ class ViewRecipe:
     _validate(dataclasses.asdict(self), where="ViewRecipe")
 
   def __call__(self, rng: jax.Array, batch: Mapping[str, jax.Array]) -> jax.Array:
-    """The view as a pure function of the batch: :func:`augment_batch` of ``batch['image']``."""
-    return augment_batch(rng, batch["image"], self)
+    """The view as a pure function of the batch: :func:`augment_batch` of ``batch['image']``.
+
+    Whole-photo canvases (batches with ``image_hw``) are cropped on the photo's own size.
+    """
+    return augment_batch(rng, batch["image"], self, source_hw=batch.get("image_hw"))
 
   @classmethod
   def from_config(cls, cfg: Mapping[str, Any], *, where: str = "view") -> ViewRecipe:
@@ -181,6 +184,8 @@ def _sample_crop_box(u, height: int, width: int, *, scale, ratio):
   Returns:
     (top, left, box_height, box_width), float32 scalars holding integers.
   """
+  if not isinstance(height, int):
+    return _sample_crop_box_traced(u, height, width, scale=scale, ratio=ratio)
   u_area, u_ratio = u[:_CROP_ATTEMPTS], u[_CROP_ATTEMPTS:2 * _CROP_ATTEMPTS]
   u_top, u_left = u[2 * _CROP_ATTEMPTS], u[2 * _CROP_ATTEMPTS + 1]
   area = float(height * width)
@@ -208,7 +213,31 @@ def _sample_crop_box(u, height: int, width: int, *, scale, ratio):
   return top, left, h, w
 
 
-def random_resized_crop(u, image, *, size: int, scale, ratio):
+def _sample_crop_box_traced(u, height, width, *, scale, ratio):
+  """:func:`_sample_crop_box` for an image size known only on device (float32 scalars)."""
+  height, width = jnp.asarray(height, jnp.float32), jnp.asarray(width, jnp.float32)
+  u_area, u_ratio = u[:_CROP_ATTEMPTS], u[_CROP_ATTEMPTS:2 * _CROP_ATTEMPTS]
+  u_top, u_left = u[2 * _CROP_ATTEMPTS], u[2 * _CROP_ATTEMPTS + 1]
+  target = height * width * _between(u_area, *scale)
+  aspect = jnp.exp(_between(u_ratio, math.log(ratio[0]), math.log(ratio[1])))
+  ws = jnp.round(jnp.sqrt(target * aspect))
+  hs = jnp.round(jnp.sqrt(target / aspect))
+  fits = (ws >= 1) & (ws <= width) & (hs >= 1) & (hs <= height)
+  first = jnp.argmax(fits)
+  in_ratio = width / height
+  fw = jnp.where(in_ratio > ratio[1], jnp.round(height * ratio[1]), width)
+  fh = jnp.where(in_ratio < ratio[0], jnp.round(width / ratio[0]), height)
+  any_fits = fits.any()
+  h = jnp.where(any_fits, hs[first], fh)
+  w = jnp.where(any_fits, ws[first], fw)
+  top = jnp.where(any_fits, jnp.minimum(jnp.floor(u_top * (height - h + 1)), height - h),
+                  jnp.floor((height - fh) / 2))
+  left = jnp.where(any_fits, jnp.minimum(jnp.floor(u_left * (width - w + 1)), width - w),
+                   jnp.floor((width - fw) / 2))
+  return top, left, h, w
+
+
+def random_resized_crop(u, image, *, size: int, scale, ratio, source_hw=None):
   """Crops a random box and resizes it to ``size x size`` (bilinear, antialiased).
 
   Args:
@@ -216,12 +245,22 @@ def random_resized_crop(u, image, *, size: int, scale, ratio):
     image: float32 [H, W, C].
     size: output side.
     scale, ratio: (low, high) area fraction and aspect-ratio ranges.
+    source_hw: int [2], the size of the photo that ``image`` is a canvas of (the whole photo
+      resized to H x W, aspect ratio not kept: ``ssljax.data.sources.resize_whole``), or None
+      when ``image`` is the picture itself. The box is sampled on the photo's own size, so crops
+      keep its aspect ratio and reach every side of it, then mapped onto the canvas.
 
   Returns:
     float32 [size, size, C].
   """
   height, width, channels = image.shape
-  top, left, h, w = _sample_crop_box(u, height, width, scale=scale, ratio=ratio)
+  if source_hw is not None:
+    src_h, src_w = (jnp.asarray(source_hw, jnp.float32)[i] for i in (0, 1))
+    top, left, h, w = _sample_crop_box(u, src_h, src_w, scale=scale, ratio=ratio)
+    sy, sx = height / src_h, width / src_w  # photo pixels -> canvas pixels
+    top, left, h, w = top * sy, left * sx, h * sy, w * sx
+  else:
+    top, left, h, w = _sample_crop_box(u, height, width, scale=scale, ratio=ratio)
   # scale_and_translate maps input coordinate u to u * s + t; send [top, top + h) to [0, size).
   s = jnp.stack([size / h, size / w])
   t = -jnp.stack([top, left]) * s
@@ -390,13 +429,14 @@ def _to_rgb(image):
   raise DataError(f"images have {channels} channels; use 1 (grayscale) or 3 (RGB) channels")
 
 
-def augment_image(rng, image, recipe: ViewRecipe):
+def augment_image(rng, image, recipe: ViewRecipe, source_hw=None):
   """One augmented view of one image (see the module docstring for the order and the ops).
 
   Args:
     rng: PRNG key.
     image: float32 [H, W, 3] (or [H, W, 1], tiled to RGB) in [0, 1].
     recipe: the view's recipe (static).
+    source_hw: int [2] when ``image`` is a whole-photo canvas (see :func:`random_resized_crop`).
 
   Returns:
     float32 [recipe.size, recipe.size, 3] in [0, 1], not normalised.
@@ -405,8 +445,8 @@ def augment_image(rng, image, recipe: ViewRecipe):
   # threefry kernel, and those dominated compile time.
   u = jax.random.uniform(rng, (_NUM_UNIFORMS,))
   x = _to_rgb(jnp.asarray(image, jnp.float32))
-  x = random_resized_crop(
-      u[_U_CROP], x, size=recipe.size, scale=recipe.crop_scale, ratio=recipe.crop_ratio)
+  x = random_resized_crop(u[_U_CROP], x, size=recipe.size, scale=recipe.crop_scale,
+                          ratio=recipe.crop_ratio, source_hw=source_hw)
   x = jnp.clip(x, 0.0, 1.0)
   x = _maybe(u[_U_FLIP], recipe.flip_prob, horizontal_flip, x)
   jitter = lambda y: color_jitter(  # noqa: E731
@@ -425,24 +465,29 @@ def _normalize(images, mean, std):
   return (images - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 
 
-def augment_batch(rng, images, recipe: ViewRecipe):
+def augment_batch(rng, images, recipe: ViewRecipe, source_hw=None):
   """Augments a uint8 batch, one independent key per image, then normalises.
 
   Args:
     rng: PRNG key.
     images: uint8 [B, H, W, C] with C in {1, 3}.
     recipe: the view's recipe (static).
+    source_hw: int [B, 2] when the images are whole-photo canvases (``image_hw``), else None.
 
   Returns:
     float32 [B, recipe.size, recipe.size, 3], normalised with ``recipe.mean`` / ``recipe.std``.
   """
   x = _to_rgb(jnp.asarray(images).astype(jnp.float32) / 255.0)
   keys = jax.random.split(rng, x.shape[0])
-  views = jax.vmap(augment_image, in_axes=(0, 0, None))(keys, x, recipe)
+  if source_hw is None:
+    views = jax.vmap(augment_image, in_axes=(0, 0, None))(keys, x, recipe)
+  else:
+    views = jax.vmap(augment_image, in_axes=(0, 0, None, 0))(keys, x, recipe, source_hw)
   return _normalize(views, recipe.mean, recipe.std)
 
 
-def preprocess_eval(images, *, size: int, mean, std, crop_fraction: float = 1.0):
+def preprocess_eval(images, *, size: int, mean, std, crop_fraction: float = 1.0,
+                    source_hw=None):
   """Deterministic eval view: resize, centre crop, tile gray to RGB, normalise.
 
   Images whose sides are both <= ``size`` are resized to ``size x size`` (no crop; a no-op when
@@ -457,10 +502,16 @@ def preprocess_eval(images, *, size: int, mean, std, crop_fraction: float = 1.0)
     mean, std: 3 per-channel normalisation numbers each.
     crop_fraction: fraction of the resized shorter side kept by the centre crop, in (0, 1].
 
+    source_hw: int [B, 2] when the images are whole-photo canvases (``image_hw``): the same
+      resize-and-centre-crop, computed on each photo's own size (:func:`_eval_from_canvas`).
+
   Returns:
     float32 [B, size, size, 3].
   """
   x = _to_rgb(jnp.asarray(images).astype(jnp.float32) / 255.0)
+  if source_hw is not None:
+    x = jax.vmap(lambda im, hw: _eval_from_canvas(im, hw, size, crop_fraction))(x, source_hw)
+    return _normalize(jnp.clip(x, 0.0, 1.0), mean, std)
   batch, height, width, _ = x.shape
   if height <= size and width <= size:
     if (height, width) != (size, size):
@@ -473,3 +524,17 @@ def preprocess_eval(images, *, size: int, mean, std, crop_fraction: float = 1.0)
     top, left = (new_h - size) // 2, (new_w - size) // 2
     x = x[:, top:top + size, left:left + size]
   return _normalize(jnp.clip(x, 0.0, 1.0), mean, std)
+
+
+def _eval_from_canvas(canvas, source_hw, size: int, crop_fraction: float):
+  """The photo's centre square of side ``min(H, W) * crop_fraction`` (the resize-shorter-side,
+  centre-crop evaluation view), read from its canvas and resized to ``size x size``."""
+  height, width, channels = canvas.shape
+  src_h, src_w = (jnp.asarray(source_hw, jnp.float32)[i] for i in (0, 1))
+  side = jnp.minimum(src_h, src_w) * min(1.0, float(crop_fraction))
+  top, left = (src_h - side) / 2, (src_w - side) / 2
+  sy, sx = height / src_h, width / src_w
+  s = jnp.stack([size / (side * sy), size / (side * sx)])
+  t = -jnp.stack([top * sy, left * sx]) * s
+  return jax.image.scale_and_translate(
+      canvas, (size, size, channels), (0, 1), s, t, method="linear", antialias=True)

@@ -96,18 +96,24 @@ class DatasetInfo:
 class ArraySource:
   """In-memory random-access source over uint8 images and (optional) int labels."""
 
-  def __init__(self, images: np.ndarray, labels: np.ndarray | None):
-    """Args: images uint8 [N, H, W, C]; labels int [N], or None for unlabelled images."""
+  def __init__(self, images: np.ndarray, labels: np.ndarray | None,
+               image_hw: np.ndarray | None = None):
+    """Args: images uint8 [N, H, W, C]; labels int [N], or None for unlabelled images;
+    image_hw int32 [N, 2] when the images are whole-photo canvases (:func:`resize_whole`)."""
     self.images = images
     self.labels = None if labels is None else labels.astype(np.int32)
+    self.image_hw = image_hw
 
   def __len__(self) -> int:
     return len(self.images)
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    if self.labels is None:
-      return {"image": self.images[index]}
-    return {"image": self.images[index], "label": self.labels[index]}
+    example = {"image": self.images[index]}
+    if self.labels is not None:
+      example["label"] = self.labels[index]
+    if self.image_hw is not None:
+      example["image_hw"] = self.image_hw[index]
+    return example
 
 
 class _WithoutLabels:
@@ -132,15 +138,18 @@ class _TfdsSource:
   """
 
   def __init__(self, source, *, resize_to: int | None,
-               image_shape: tuple[int, ...] | None = None, labelled: bool = True):
+               image_shape: tuple[int, ...] | None = None, labelled: bool = True,
+               whole: bool = False):
     self._source = source
     self._resize_to = resize_to
     self._labelled = labelled
+    self._whole = whole and resize_to is not None
     n = len(source)
     self._images = None
     if image_shape is not None and n * int(np.prod(image_shape)) <= DECODED_CACHE_BYTES:
       self._images = np.empty((n, *image_shape), np.uint8)
       self._labels = np.empty((n,), np.int32)
+      self._hw = np.empty((n, 2), np.int32)
       self._cached = np.zeros((n,), bool)
 
   def __len__(self) -> int:
@@ -148,30 +157,36 @@ class _TfdsSource:
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     if self._images is not None and self._cached[index]:
-      return self._example(self._images[index], self._labels[index])
+      return self._example(self._images[index], self._labels[index], self._hw[index])
     example = self._source[index]
-    image = np.asarray(example["image"], np.uint8)
-    if self._resize_to is not None:
-      image = resize_center_crop(image, self._resize_to)
+    image, hw = resize_image(np.asarray(example["image"], np.uint8), self._resize_to,
+                             whole=self._whole)
     label = np.int32(example["label"] if self._labelled else -1)
     if self._images is not None and image.shape == self._images.shape[1:]:
       # Reading threads may race on one index; they write the same values, and the flag is set
       # only after the data.
       self._images[index] = image
       self._labels[index] = label
+      self._hw[index] = hw
       self._cached[index] = True
-    return self._example(image, label)
+    return self._example(image, label, hw)
 
-  def _example(self, image, label):
-    return {"image": image, "label": label} if self._labelled else {"image": image}
+  def _example(self, image, label, hw):
+    example = {"image": image}
+    if self._labelled:
+      example["label"] = label
+    if self._whole:
+      example["image_hw"] = hw
+    return example
 
 
 class SequentialTfdsSource:
   """A TFDS split without random access (tfrecord files), read in order through tf.data."""
 
-  def __init__(self, builder, split: str, *, resize_to: int | None):
+  def __init__(self, builder, split: str, *, resize_to: int | None, whole: bool = False):
     self.builder = builder
     self._labelled = "label" in builder.info.features
+    self._whole = whole and resize_to is not None
     self.split = split
     self._resize_to = resize_to
     self._len = int(builder.info.splits[split].num_examples)
@@ -199,10 +214,10 @@ class SequentialTfdsSource:
     ds = ds.map(lambda ex: {"image": decode(ex["image"]), **{k: ex[k] for k in keep}},
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     for example in tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)):
-      image = np.asarray(example["image"], np.uint8)
-      if self._resize_to is not None:
-        image = resize_center_crop(image, self._resize_to)
-      yield {"image": image, **{k: np.int32(example[k]) for k in keep}}
+      image, hw = resize_image(np.asarray(example["image"], np.uint8), self._resize_to,
+                               whole=self._whole)
+      extra = {"image_hw": hw} if self._whole else {}
+      yield {"image": image, **{k: np.int32(example[k]) for k in keep}, **extra}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,6 +250,43 @@ class Split:
   def element_spec_items(self) -> tuple[tuple[str, tuple[int, ...], str], ...]:
     return tuple((k, shape, np.dtype(dtype).name) for k, (shape, dtype) in
                  self.element_spec.items())
+
+
+def resize_image(image: np.ndarray, size: int | None, *, whole: bool):
+  """``(image, image_hw)``: the photo brought to ``size`` on the host, and its own [H, W].
+
+  ``whole``: the whole photo as a ``size x size`` canvas (:func:`resize_whole`), cropped later on
+  the photo's own size; else the shorter side resized and a centre square kept
+  (:func:`resize_center_crop`). ``size`` None keeps the image as it is.
+  """
+  hw = np.asarray(image.shape[:2], np.int32)
+  if size is None:
+    return image, hw
+  return (resize_whole(image, size) if whole else resize_center_crop(image, size)), hw
+
+
+def resize_whole(image: np.ndarray, size: int) -> np.ndarray:
+  """The whole image resized to ``size x size`` (bilinear, antialiased), aspect ratio not kept.
+
+  A canvas for on-device crops: with the photo's own [H, W] (``image_hw``), a crop box sampled
+  on the photo maps onto the canvas, so training crops reach every side of the photo and keep its
+  aspect ratio (RandomResizedCrop on the full image), while every example keeps one fixed shape.
+
+  Args:
+    image: uint8 [H, W, C], C in {1, 3}.
+    size: output side.
+
+  Returns:
+    uint8 [size, size, C].
+  """
+  from PIL import Image
+
+  height, width, channels = image.shape
+  if (height, width) == (size, size):
+    return image
+  pil = Image.fromarray(image[..., 0] if channels == 1 else image)
+  out = np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR), np.uint8)
+  return out[..., None] if channels == 1 else out
 
 
 def resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
@@ -343,22 +395,34 @@ def _tfds_split(data_cfg, name: str, split: str, *, key: str) -> Split:
   if shape[0] is None or shape[1] is None:
     resize_to = int(config_get(data_cfg, "image_size", 64))
     shape = (resize_to, resize_to, shape[2])
+  whole = resize_to is not None and bool(config_get(data_cfg, "whole_image", True))
   labelled = "label" in features
   num_classes = int(features["label"].num_classes) if labelled else 0
   task = "classification" if labelled else None
+  spec = image_features(shape, labelled=labelled, whole=whole)
   if builder.is_prepared() and not _random_access(builder):
     try:
-      source = SequentialTfdsSource(builder, split, resize_to=resize_to)
+      source = SequentialTfdsSource(builder, split, resize_to=resize_to, whole=whole)
     except Exception as e:  # noqa: BLE001 - an unknown split; one clear line below.
       raise _tfds_open_error(data_cfg, builder, name, split, key, e) from None
-    return Split(source=source, num_classes=num_classes, image_shape=shape, task=task)
+    return Split(source=source, num_classes=num_classes, image_shape=shape, task=task,
+                 features=spec)
   try:
     source = builder.as_data_source(split=split)
   except Exception as e:  # TFDS raises several types here; each becomes one clear line below
     raise _tfds_open_error(data_cfg, builder, name, split, key, e) from None
   return Split(source=_TfdsSource(source, resize_to=resize_to, image_shape=shape,
-                                  labelled=labelled),
-               num_classes=num_classes, image_shape=shape, task=task)
+                                  labelled=labelled, whole=whole),
+               num_classes=num_classes, image_shape=shape, task=task, features=spec)
+
+
+def image_features(shape, *, labelled: bool, whole: bool):
+  """The element spec of image examples; ``()`` (the default spec) unless they carry
+  ``image_hw`` (whole-photo canvases)."""
+  if not whole:
+    return ()
+  label = (("label", (), "int32"),) if labelled else ()
+  return (("image", tuple(shape), "uint8"), *label, ("image_hw", (2,), "int32"))
 
 
 def _random_access(builder) -> bool:
@@ -395,14 +459,17 @@ def _memory_split(data_cfg, name: str, split: str, *, key: str) -> Split:
     raise ConfigError(f"{key}={split!r}: {name} data has the splits 'train' and 'test'; "
                       "use one of them")
   stamp = os.stat(path).st_mtime_ns if os.path.exists(path) else 0
+  whole = name == "folder" and bool(config_get(data_cfg, "whole_image", True))
   if name == "folder":
-    arrays = _load_folder(path, int(config_get(data_cfg, "image_size", 64)), stamp)
+    arrays = _load_folder(path, int(config_get(data_cfg, "image_size", 64)), stamp, whole)
   else:
     arrays = _load_npz(path, stamp)
-  images, labels = arrays[split]
-  return Split(source=ArraySource(images, labels), num_classes=arrays["num_classes"],
-               image_shape=tuple(int(d) for d in images.shape[1:]),
-               task=None if labels is None else "classification")
+  images, labels, hw = (*arrays[split], None)[:3]
+  shape = tuple(int(d) for d in images.shape[1:])
+  return Split(source=ArraySource(images, labels, hw if whole else None),
+               num_classes=arrays["num_classes"], image_shape=shape,
+               task=None if labels is None else "classification",
+               features=image_features(shape, labelled=labels is not None, whole=whole))
 
 
 def _holdout(num: int) -> tuple[np.ndarray, np.ndarray]:
@@ -412,8 +479,11 @@ def _holdout(num: int) -> tuple[np.ndarray, np.ndarray]:
   return np.sort(order[num_test:]), np.sort(order[:num_test])
 
 
-def _decode_image(file: str, image_size: int) -> np.ndarray:
-  """Decodes one image file to uint8 [image_size, image_size, C], C = 1 (gray) or 3."""
+def _decode_image(file: str, image_size: int, whole: bool):
+  """Decodes one image file to (uint8 [image_size, image_size, C], its own [H, W]).
+
+  C = 1 (gray) or 3; the square is the whole photo (``whole``) or its resized centre.
+  """
   from PIL import Image
 
   try:
@@ -427,11 +497,11 @@ def _decode_image(file: str, image_size: int) -> np.ndarray:
                     "fix or delete the file") from None
   if array.ndim == 2:
     array = array[..., None]
-  return resize_center_crop(array, image_size)
+  return resize_image(array, image_size, whole=whole)
 
 
 @functools.lru_cache(maxsize=4)
-def _load_folder(path: str, image_size: int, stamp: int) -> dict:
+def _load_folder(path: str, image_size: int, stamp: int, whole: bool = True) -> dict:
   """Loads ``<path>/<class>/<file>`` images into memory (cached per path, size and mtime).
 
   A folder with images directly in it and no class sub-folders holding images is unlabelled: its
@@ -470,15 +540,19 @@ def _load_folder(path: str, image_size: int, stamp: int) -> dict:
   labels = [label for label, (_, files) in enumerate(classes) for _ in files]
   # PIL releases the GIL while decoding, so threads give a real speed-up on big folders.
   with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-    images = list(pool.map(functools.partial(_decode_image, image_size=image_size), paths))
+    decoded = list(pool.map(functools.partial(_decode_image, image_size=image_size, whole=whole),
+                            paths))
+  images = [im for im, _ in decoded]
   if any(im.shape[-1] == 3 for im in images):  # mixed gray and colour: make all RGB
     images = [np.repeat(im, 3, axis=-1) if im.shape[-1] == 1 else im for im in images]
   images, labels = np.stack(images), np.asarray(labels, np.int32)
+  hw = np.stack([h for _, h in decoded]).astype(np.int32)
   train, test = _holdout(len(labels))
   if unlabelled:
-    return {"train": (images[train], None), "test": (images[test], None), "num_classes": 0}
-  return {"train": (images[train], labels[train]), "test": (images[test], labels[test]),
-          "num_classes": len(classes)}
+    return {"train": (images[train], None, hw[train]), "test": (images[test], None, hw[test]),
+            "num_classes": 0}
+  return {"train": (images[train], labels[train], hw[train]),
+          "test": (images[test], labels[test], hw[test]), "num_classes": len(classes)}
 
 
 @functools.lru_cache(maxsize=4)

@@ -79,7 +79,8 @@ def eval_input_fn(config, info):
     crop_fraction = float(config.input.eval_crop_fraction)
     mean, std = tuple(config.input.mean), tuple(config.input.std)
     return lambda batch: augment.preprocess_eval(batch["image"], size=size, mean=mean, std=std,
-                                                 crop_fraction=crop_fraction)
+                                                 crop_fraction=crop_fraction,
+                                                 source_hw=batch.get("image_hw"))
   return lambda batch: {k: v for k, v in batch.items() if k not in _NOT_FEATURES}
 
 
