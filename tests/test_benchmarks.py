@@ -88,3 +88,12 @@ def test_loader_synthetic_npz():
   r = _json_line(proc.stdout)
   assert r["data"] == "npz" and r["batch_shape"] == [16, 32, 32, 3]
   assert r["loader_samples_per_s"] > 0 and "ratio" not in r
+
+
+@pytest.mark.slow
+def test_photo_loader_compares_canvases_with_centre_squares():
+  proc = _script("photo_loader.py", "--photos=4", "--rounds=1", "--views=2", "--size=64")
+  assert proc.returncode == 0, proc.stderr
+  r = _json_line(proc.stdout)
+  assert r["photos"] == 4 and set(r["host_ms_per_photo"]) == {"whole", "centre"}
+  assert r["host_ms_per_photo"]["whole"] > 0 and r["device_ms_per_view"]["centre"] > 0
