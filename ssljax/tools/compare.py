@@ -13,6 +13,11 @@ not retrained (pass ``--rerun`` to train again). The table (linear top-1, kNN to
 time) is printed as Markdown and written to ``<workdir>/compare.md`` and ``compare.json``.
 An entry ``<method>:<variant>`` runs that variant (e.g. ``sla:baseline``) in
 ``<workdir>/<method>-<variant>``; methods that train a classifier add a "classifier top-1" column.
+Table methods add their baselines (the linear probe on the raw features, HistGradientBoosting)
+and, on regression targets, R² columns::
+
+    python -m ssljax.tools.compare --workdir=/tmp/tables \
+        --methods=scarf:data=sklearn:wine,t_jepa:data=sklearn:wine
 """
 
 from __future__ import annotations
@@ -27,9 +32,14 @@ import time
 
 from ssljax.errors import UserError
 
-COLUMNS = (("linear_top1", "linear top-1"), ("knn_top1", "kNN top-1"), ("rankme", "RankMe"),
+COLUMNS = (("linear_top1", "linear top-1"), ("knn_top1", "kNN top-1"),
+           ("raw_linear_top1", "raw-feature linear top-1"), ("gbdt_top1", "GBDT top-1"),
+           ("ridge_r2", "ridge R²"), ("raw_ridge_r2", "raw-feature ridge R²"),
+           ("gbdt_r2", "GBDT R²"), ("rankme", "RankMe"),
            ("classifier_top1", "classifier top-1"), ("wall_time_s", "wall time"))
-OPTIONAL = ("classifier_top1",)  # Shown only when some row has it.
+# Shown only when some row has them: classifiers, the table baselines, regression metrics.
+OPTIONAL = ("classifier_top1", "raw_linear_top1", "gbdt_top1", "ridge_r2", "raw_ridge_r2",
+            "gbdt_r2", "linear_top1", "knn_top1")
 
 
 def experiment_methods() -> list[str]:
@@ -54,6 +64,8 @@ def _format(key: str, value) -> str:
     return f"{minutes}m{seconds:02d}s"
   if key == "rankme":
     return f"{value:.1f}"
+  if key.endswith("_r2"):
+    return f"{value:.3f}"
   return f"{100 * value:.1f}%"
 
 
