@@ -290,6 +290,7 @@ def build(config, info: data.DatasetInfo | None = None) -> Run:
   total = total_steps_of(config, steps_per_epoch)
   method = methods.make(config, total_steps=total, steps_per_epoch=steps_per_epoch,
                         num_classes=info.num_classes, info=info)
+  check_views_fit_data(method, info)
   if method.uses_labels and info.task != "classification":
     raise ConfigError(f"method={method.name!r} trains a classifier but {info.name!r} has no class "
                       "labels here; use labelled data (input.data.labels=True)")
@@ -318,6 +319,17 @@ def build(config, info: data.DatasetInfo | None = None) -> Run:
                           abstract, state_sh)
   return Run(config, mesh, method, tx, schedule, info, total, steps_per_epoch, state_sh, abstract,
              init_fn, step_fn)
+
+
+def check_views_fit_data(method: methods.Method, info: data.DatasetInfo) -> None:
+  """ConfigError when a view of the method reads another modality than the data holds."""
+  for view in method.views:
+    wanted = getattr(view, "modality", None)
+    if wanted is not None and wanted != info.modality:
+      raise ConfigError(
+          f"method={method.name!r} makes {wanted} views but input.data.name={info.name!r} holds "
+          f"{info.modality} data; use a method for {info.modality} data (tables: t_jepa, scarf) "
+          f"or {wanted} data")
 
 
 def probe_optimizers(config) -> dict[str, optax.GradientTransformation] | None:
