@@ -19,6 +19,7 @@ __all__ = [
     "cross_correlation",
     "dino_center",
     "dino_loss",
+    "infonce_loss",
     "l2_normalize",
     "mae_loss",
     "mocov3_loss",
@@ -445,3 +446,30 @@ def mae_loss(
   loss_bl = jnp.mean(jnp.square(pred_bld.astype(jnp.float32) - target_bld), axis=-1)
   mask_bl = mask_bl.astype(jnp.float32)
   return jnp.sum(loss_bl * mask_bl) / jnp.sum(mask_bl)
+
+
+def infonce_loss(anchor_bd: jax.Array, positive_bd: jax.Array, *,
+                 temperature: float) -> jax.Array:
+  """SCARF's InfoNCE: each anchor must pick its own positive among the batch's positives.
+
+  ``mean_i -log(exp(s_ii / tau) / sum_k exp(s_ik / tau))`` with cosine similarities
+  ``s_ik = cos(anchor_i, positive_k)``: one direction only, and the anchors are not each other's
+  negatives (unlike SimCLR's NT-Xent). Writing the denominator as a mean over k rather than a sum
+  (a form also in use) subtracts the constant ``log N`` and leaves the gradients unchanged.
+
+  Args:
+    anchor_bd: [N, D] embeddings of the original rows (global batch).
+    positive_bd: [N, D] embeddings of their corrupted views (same row order).
+    temperature: softmax temperature tau > 0 (SCARF: 1.0).
+
+  Returns:
+    Scalar float32 loss; ``log N`` when every similarity is equal.
+  """
+  if anchor_bd.ndim != 2 or anchor_bd.shape != positive_bd.shape:
+    raise ValueError(f"infonce_loss: expected two [N, D] arrays of the same shape, got "
+                     f"{anchor_bd.shape} and {positive_bd.shape}")
+  a_bd = l2_normalize(anchor_bd)
+  p_bd = l2_normalize(positive_bd)
+  logits_bb = jnp.matmul(a_bd, p_bd.T, precision=_HIGHEST) / temperature
+  pos_b = jnp.sum(a_bd * p_bd, axis=-1) / temperature
+  return jnp.mean(jax.nn.logsumexp(logits_bb, axis=-1) - pos_b)

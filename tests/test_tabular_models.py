@@ -45,3 +45,26 @@ def test_masked_tokens_do_not_reach_the_visible_outputs():
   y2 = enc.apply(params, x.at[:, 3:5].add(5.0), mask)
   np.testing.assert_allclose(np.asarray(y1)[:, mask[0]], np.asarray(y2)[:, mask[0]], atol=1e-5)
   assert not np.allclose(np.asarray(y1)[:, 3], np.asarray(y2)[:, 3])
+
+
+def test_table_mlp_is_dense_relu_over_numbers_and_column_embeddings():
+  mlp = tabular.TableMLP(width=5, depth=2, cardinalities=(3, 4), cat_dim=2)
+  batch = _batch()
+  params = mlp.init(jax.random.key(0), batch)["params"]
+  out = np.asarray(mlp.apply({"params": params}, batch))
+  assert out.shape == (3, 5)
+  table = np.asarray(params["cat_embedding"])
+  assert table.shape == (3 + 4, 2)
+  codes = np.asarray(batch["x_cat"]) + np.array([0, 3])  # Column 1's rows follow column 0's 3.
+  x = np.concatenate([np.asarray(batch["x_num"]), table[codes].reshape(3, 4)], axis=1)
+  for i in range(2):
+    x = np.maximum(x @ np.asarray(params[f"dense{i}"]["kernel"]) + params[f"dense{i}"]["bias"], 0)
+  np.testing.assert_allclose(out, x, rtol=1e-5, atol=1e-6)
+
+
+def test_table_mlp_reads_numbers_only_or_codes_only():
+  batch = _batch()
+  for rows, cards in (({"x_num": batch["x_num"]}, ()), ({"x_cat": batch["x_cat"]}, (3, 4))):
+    mlp = tabular.TableMLP(width=4, depth=1, cardinalities=cards)
+    out = mlp.apply(mlp.init(jax.random.key(1), rows), rows)
+    assert out.shape == (3, 4)

@@ -102,3 +102,42 @@ class TabularEncoder(nn.Module):
     drop = nn.Dropout(self.dropout, deterministic=not train)
     x = nn.LayerNorm()(drop(x))
     return nn.LayerNorm()(drop(nn.Dense(x.shape[-1], kernel_init=_INIT)(x)))
+
+
+class TableMLP(nn.Module):
+  """``{"x_num": [B, D_num], "x_cat": [B, D_cat]}`` -> [B, width]: an MLP over one row (SCARF's f).
+
+  Each categorical column j has its own embedding table (``cardinalities[j]`` rows of
+  ``cat_dim``); the looked-up codes are concatenated after ``x_num``, then ``depth`` layers of
+  ``Dense(width) -> ReLU``. One-hot codes into the first Dense would be the same function with
+  ``cat_dim = width`` per column; a narrow embedding keeps wide categorical columns cheap.
+
+  Attributes:
+    width: hidden and output width (SCARF: 256).
+    depth: Dense + ReLU layers (SCARF: 4).
+    cardinalities: codes per categorical column (the reserved code 0 included).
+    cat_dim: embedding width of each categorical column.
+  """
+
+  width: int = 256
+  depth: int = 4
+  cardinalities: Sequence[int] = ()
+  cat_dim: int = 8
+
+  @nn.compact
+  def __call__(self, batch, *, train: bool = False):
+    del train  # No dropout or BatchNorm: the same function in training and evaluation.
+    parts = []
+    if "x_num" in batch:
+      parts.append(batch["x_num"].astype(jnp.float32))
+    if "x_cat" in batch and len(self.cardinalities):
+      codes = batch["x_cat"]
+      # One table for all columns; column j's codes start after the codes of columns < j.
+      offsets = np.concatenate([[0], np.cumsum(self.cardinalities)[:-1]]).astype(np.int32)
+      table = self.param("cat_embedding", nn.initializers.normal(1.0),
+                         (int(sum(self.cardinalities)), self.cat_dim))
+      parts.append(table[codes + offsets].reshape(codes.shape[0], -1))
+    x = jnp.concatenate(parts, axis=1)
+    for i in range(self.depth):
+      x = nn.relu(nn.Dense(self.width, name=f"dense{i}")(x))
+    return x
