@@ -32,14 +32,18 @@ import time
 
 from ssljax.errors import UserError
 
-COLUMNS = (("linear_top1", "linear top-1"), ("knn_top1", "kNN top-1"),
-           ("raw_linear_top1", "raw-feature linear top-1"), ("gbdt_top1", "GBDT top-1"),
-           ("ridge_r2", "ridge R²"), ("raw_ridge_r2", "raw-feature ridge R²"),
-           ("gbdt_r2", "GBDT R²"), ("rankme", "RankMe"),
+COLUMNS = (("linear_top1", "linear top-1"), ("init_linear_top1", "at init"),
+           ("knn_top1", "kNN top-1"), ("init_knn_top1", "at init"),
+           ("raw_linear_top1", "raw-feature linear top-1"), ("raw_knn_top1", "raw-feature kNN"),
+           ("gbdt_top1", "GBDT top-1"),
+           ("ridge_r2", "ridge R²"), ("init_ridge_r2", "at init"),
+           ("raw_ridge_r2", "raw-feature ridge R²"), ("gbdt_r2", "GBDT R²"), ("rankme", "RankMe"),
            ("classifier_top1", "classifier top-1"), ("wall_time_s", "wall time"))
-# Shown only when some row has them: classifiers, the table baselines, regression metrics.
-OPTIONAL = ("classifier_top1", "raw_linear_top1", "gbdt_top1", "ridge_r2", "raw_ridge_r2",
-            "gbdt_r2", "linear_top1", "knn_top1")
+# Shown only when some row has them: classifiers, the untrained network's numbers
+# (eval.at_init), the table baselines, regression metrics.
+OPTIONAL = ("classifier_top1", "raw_linear_top1", "raw_knn_top1", "gbdt_top1", "ridge_r2",
+            "raw_ridge_r2", "gbdt_r2", "linear_top1", "knn_top1", "init_linear_top1",
+            "init_knn_top1", "init_ridge_r2")
 
 
 def experiment_methods() -> list[str]:
