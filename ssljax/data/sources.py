@@ -279,14 +279,9 @@ def resize_whole(image: np.ndarray, size: int) -> np.ndarray:
   Returns:
     uint8 [size, size, C].
   """
-  from PIL import Image
-
-  height, width, channels = image.shape
-  if (height, width) == (size, size):
+  if image.shape[:2] == (size, size):
     return image
-  pil = Image.fromarray(image[..., 0] if channels == 1 else image)
-  out = np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR), np.uint8)
-  return out[..., None] if channels == 1 else out
+  return _pil_resize(image, size, size)
 
 
 def resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
@@ -299,17 +294,24 @@ def resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
   Returns:
     uint8 [size, size, C].
   """
-  from PIL import Image
-
-  height, width, channels = image.shape
+  height, width, _ = image.shape
   if (height, width) == (size, size):
     return image
   scale = size / min(height, width)
   new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+  left, top = (new_w - size) // 2, (new_h - size) // 2
+  return _pil_resize(image, new_w, new_h, box=(left, top, left + size, top + size))
+
+
+def _pil_resize(image: np.ndarray, new_w: int, new_h: int, *, box=None) -> np.ndarray:
+  """uint8 [H, W, C] resized to [new_h, new_w] with PIL's antialiased bilinear, then cropped to
+  ``box`` (left, top, right, bottom) when given; C = 1 stays a trailing axis."""
+  from PIL import Image
+
+  channels = image.shape[-1]
   pil = Image.fromarray(image[..., 0] if channels == 1 else image)
   pil = pil.resize((new_w, new_h), Image.Resampling.BILINEAR)
-  left, top = (new_w - size) // 2, (new_h - size) // 2
-  out = np.asarray(pil.crop((left, top, left + size, top + size)), np.uint8)
+  out = np.asarray(pil.crop(box) if box is not None else pil, np.uint8)
   return out[..., None] if channels == 1 else out
 
 
