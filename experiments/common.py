@@ -143,8 +143,9 @@ def base_config() -> mlc.ConfigDict:
       # own optimiser (constant LR, no weight decay, no LARS): 'sgd' (momentum) or 'adam'.
       online_probe=False, online_probe_optimizer="sgd", online_probe_lr=0.1,
       online_probe_momentum=0.9,
-      # Ridge regression probe (regression targets) and its penalty.
-      ridge_alpha=1.0,
+      # Ridge regression probe (regression targets): its penalty, or <= 0 to choose it by
+      # 5-fold cross-validation on the probe's train split.
+      ridge_alpha=-1.0,
       # Baselines on the raw (preprocessed) features beside the probes (tables): the same linear
       # probe and scikit-learn's HistGradientBoosting, reported as raw_<metric> / gbdt_<metric>.
       baselines=False,

@@ -53,3 +53,31 @@ def test_gbdt_baseline_on_a_bundled_table():
   # Gradient boosting on Wisconsin breast cancer is well above 90% in the literature (e.g.
   # scikit-learn's own examples); the majority class is 63%.
   assert regression.gbdt_baseline(*feats, task="classification")["top1"] > 0.9
+
+
+def test_ridge_alpha_by_cross_validation_tames_a_wide_representation():
+  # 300 dimensions, 80 training rows, a weak signal in 20 of them under heavy noise: at alpha
+  # 1e-2 ridge interpolates the noise (test R^2 about -0.3), a large alpha does not. The chosen
+  # alpha is the one of the grid with the lowest 5-fold error, recomputed here with sklearn's Ridge
+  # on the same folds.
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(240, 300))
+  y = 0.3 * x[:, :20].sum(1) + 2.0 * rng.normal(size=240)
+  train = {"representation": x[:80], "label": y[:80]}
+  test = {"representation": x[80:], "label": y[80:]}
+  chosen = regression.ridge_probe(train, test)
+  fixed = regression.ridge_probe(train, test, alpha=1e-2)
+  assert chosen["r2"] > fixed["r2"] + 0.2, (chosen, fixed)
+  xs = StandardScaler().fit_transform(train["representation"])
+  order = np.random.default_rng(0).permutation(80)
+  folds = np.array_split(order, 5)
+
+  def cv_error(alpha):
+    err = 0.0
+    for held in folds:
+      keep = np.setdiff1d(order, held)
+      model = Ridge(alpha=alpha).fit(xs[keep], train["label"][keep])
+      err += np.sum((model.predict(xs[held]) - train["label"][held]) ** 2)
+    return err
+
+  assert chosen["alpha"] == min(regression.RIDGE_ALPHAS, key=cv_error)

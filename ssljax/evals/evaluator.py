@@ -216,8 +216,8 @@ class Evaluator:
       check_class_labels(train, test, self.probe_info.num_classes, where=self.data_cfg.name)
       results.update(self.classification(train, test))
     else:
-      results.update(_prefixed("ridge_", regression.ridge_probe(
-          train, test, alpha=float(cfg.get("ridge_alpha", 1.0)))))
+      results.update(_prefixed("ridge_", regression.ridge_probe(train, test,
+                                                                alpha=self._ridge_alpha())))
     if baselines:
       if self._baselines is None:  # The raw features do not change with training.
         self._baselines = self.baselines(train, test, task)
@@ -262,10 +262,15 @@ class Evaluator:
       results.pop("raw_knn_k", None)
       results.pop("raw_linear_train_top1", None)
     else:
-      results = _prefixed("raw_ridge_", regression.ridge_probe(
-          *raw, alpha=float(self.cfg.get("ridge_alpha", 1.0))))
+      results = _prefixed("raw_ridge_", regression.ridge_probe(*raw, alpha=self._ridge_alpha()))
     results.update(_prefixed("gbdt_", regression.gbdt_baseline(*raw, task=task)))
     return results
+
+
+  def _ridge_alpha(self) -> float | None:
+    """``eval.ridge_alpha``, or None (cross-validated on the train split) when it is <= 0."""
+    alpha = float(self.cfg.get("ridge_alpha", -1.0))
+    return alpha if alpha > 0 else None
 
 
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
