@@ -20,6 +20,7 @@ __all__ = [
     "dino_center",
     "dino_loss",
     "infonce_loss",
+    "jepa_loss",
     "l2_normalize",
     "mae_loss",
     "mocov3_loss",
@@ -473,3 +474,20 @@ def infonce_loss(anchor_bd: jax.Array, positive_bd: jax.Array, *,
   logits_bb = jnp.matmul(a_bd, p_bd.T, precision=_HIGHEST) / temperature
   pos_b = jnp.sum(a_bd * p_bd, axis=-1) / temperature
   return jnp.mean(jax.nn.logsumexp(logits_bb, axis=-1) - pos_b)
+
+
+def jepa_loss(pred_kbth: jax.Array, target_kbth: jax.Array, valid) -> jax.Array:
+  """Mean squared error over the valid target tokens.
+
+  Args:
+    pred_kbth: float [K, B, T, H], the predictor's outputs.
+    target_kbth: float [K, B, T, H], the target encoder's outputs at the same columns.
+    valid: bool, broadcastable to [K, B, T] (``column_masks``' ``tgt_valid`` [T]).
+
+  Returns:
+    Scalar: the mean of ``(pred - target)^2`` over every (k, b, valid t, h).
+  """
+  weight = jnp.broadcast_to(valid, pred_kbth.shape[:3]).astype(jnp.float32)[..., None]
+  squared = jnp.square(pred_kbth.astype(jnp.float32) - target_kbth.astype(jnp.float32))
+  count = jnp.maximum(weight.sum(), 1.0) * pred_kbth.shape[-1]
+  return jnp.sum(squared * weight) / count

@@ -326,8 +326,17 @@ def _infinite_from_config(optim_cfg: Any, *, peak: float, warmup: int,
 
 
 def decay_mask(params: Any) -> Any:
-  """True for parameters with ndim > 1 (kernels), False for biases and BatchNorm scale/bias."""
-  return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
+  """True for parameters with ndim > 1 (kernels), False for biases and BatchNorm scale/bias.
+
+  A tensor whose name ends in ``bias`` is a bias whatever its rank (the table tokenizer's
+  per-column bias rows [D, H], which the official T-JEPA code does not decay).
+  """
+
+  def is_kernel(path, p):
+    name = str(getattr(path[-1], "key", getattr(path[-1], "name", ""))) if path else ""
+    return jnp.ndim(p) > 1 and not name.endswith("bias")
+
+  return jax.tree_util.tree_map_with_path(is_kernel, params)
 
 
 class LarsTrustState(NamedTuple):

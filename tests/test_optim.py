@@ -457,3 +457,11 @@ def test_a_parameter_regex_that_matches_nothing_is_an_error(key):
   with pytest.raises(ConfigError, match=rf"optim\.{key}='predictr/' matches no parameter") as e:
     tx.init(params)
   assert "method/predictor/w" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_decay_mask_treats_named_bias_rows_as_biases():
+  # The table tokenizer's per-column bias rows are 2-D but are biases (official T-JEPA: no decay).
+  params = {"tok": {"num_weight": jnp.zeros((3, 4)), "num_bias": jnp.zeros((3, 4))},
+            "dense": {"kernel": jnp.zeros((4, 2)), "bias": jnp.zeros((2,))}}
+  assert optim.decay_mask(params) == {"tok": {"num_weight": True, "num_bias": False},
+                                      "dense": {"kernel": True, "bias": False}}
