@@ -267,3 +267,22 @@ def test_a_short_run_lowers_the_loss_without_collapse():
   # from the start: the sin-cos positions, amplitude 1, dwarf the x_j * W_j part of each token.)
   assert train_rep.std(0).mean() > 0.5 * init_std, (train_rep.std(0).mean(), init_std)
   assert _probe_accuracy(train_rep, labels, test_rep, test_labels) > 0.9
+
+
+def test_reference_variant_is_the_published_launch_script():
+  # Values copied once from the official repository's published Jannis launch script, as listed
+  # in t_jepa.md ("Default hyperparameters", "Published launch script (Jannis)"); init
+  # trunc_normal(0.02) is ssljax.models.tabular's default.
+  c = t_jepa_config.get_config("reference")
+  assert c.input.batch_size == 512 and c.total_epochs == 300
+  assert c.optim.name == "adamw" and c.optim.lr == pytest.approx(3.6587e-4)
+  assert c.optim.weight_decay == 0.0 and c.optim.warmup_epochs == 10 and c.optim.min_lr_ratio == 0
+  assert (c.encoder.width, c.encoder.depth, c.encoder.heads, c.encoder.ffn) == (64, 16, 2, 64)
+  assert c.encoder.dropout == pytest.approx(0.00185) and c.encoder.n_reg == 1
+  t = c.t_jepa
+  assert (t.predictor_depth, t.predictor_width, t.predictor_heads, t.predictor_ffn) == (
+      16, 16, 4, 256)
+  assert t.predictor_dropout == pytest.approx(0.00193)
+  assert tuple(t.ctx_share) == pytest.approx((0.1363, 0.3682))
+  assert tuple(t.tgt_share) == pytest.approx((0.1556, 0.6222))
+  assert (t.num_preds, t.ema_start, t.ema_end) == (4, 0.996, 1.0)
