@@ -241,11 +241,10 @@ class Split:
                        num_train=0, num_eval=0, features=self.features, task=self.task).element_spec
 
   def without_labels(self) -> Split:
-    """The same examples with no ``label`` (training without labels)."""
+    """The same examples with no ``label`` (training without labels; random-access sources)."""
     features = tuple(f for f in self.element_spec_items() if f[0] != "label")
-    source = self.source if isinstance(self.source, SequentialTfdsSource) else _WithoutLabels(
-        self.source)
-    return dataclasses.replace(self, source=source, num_classes=0, features=features, task=None)
+    return dataclasses.replace(self, source=_WithoutLabels(self.source), num_classes=0,
+                               features=features, task=None)
 
   def element_spec_items(self) -> tuple[tuple[str, tuple[int, ...], str], ...]:
     return tuple((k, shape, np.dtype(dtype).name) for k, (shape, dtype) in

@@ -40,6 +40,8 @@ from ssljax.evals.linear import linear_probe
 from ssljax.metrics import normalized_std, rankme
 
 _NOT_FEATURES = ("label", "labelled", "mask")
+# What eval.data.name naming another data set resets, unless eval.data sets it too.
+_OTHER_DATA_DEFAULTS = {"path": None, "train_split": "train", "eval_split": "test"}
 
 
 def probe_data_config(config):
@@ -55,15 +57,14 @@ def probe_data_config(config):
     for key, value in (overrides.items() if overrides is not None else ()):
       if value is None or value == "":
         continue
-      if key not in probe and key not in ("labels",):
+      if key not in probe:
         raise ConfigError(f"eval.data.{key}: input.data has no such field; eval.data takes "
                           f"the fields of input.data ({sorted(probe.keys())})")
       if key == "name" and value != probe.name:
-        # Another data set: its own path and splits, unless given too.
-        for field in ("path", "train_split", "eval_split"):
-          if not overrides.get(field):
-            probe[field] = {"path": None, "train_split": "train",
-                            "eval_split": "test"}[field] if field in probe else None
+        # Another data set: its own path and splits, unless eval.data gives them too.
+        for field, default in _OTHER_DATA_DEFAULTS.items():
+          if field in probe and not overrides.get(field):
+            probe[field] = default
       probe[key] = value
   return probe
 
