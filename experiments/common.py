@@ -129,6 +129,9 @@ def base_config() -> mlc.ConfigDict:
   c.optim = lars(lr=0.3)
 
   c.eval = mlc.ConfigDict(dict(
+      # The evaluators, comma-separated (ssljax.evals.evaluator): 'classification' (kNN + linear
+      # probe), 'regression' (ridge), or 'auto': whichever the probe data's labels call for.
+      evals="auto",
       every_steps=0,  # 0: evaluate only at the end.
       batch_size=256,
       linear=True, linear_epochs=100, linear_batch_size=256, linear_lr=0.1,

@@ -458,6 +458,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   # leaves no (empty) workdir behind.
   run = build(config)
   cfg = run.config
+  # The probe data and evaluators are checked here too (eval.data, eval.evals).
+  evaluator = Evaluator(cfg, run.method, run.mesh, run.info)
   train_iter = data.make_train_iterator(
       cfg.input.data, global_batch_size=int(cfg.input.batch_size), seed=int(cfg.seed),
       label_fraction=label_fraction(cfg))
@@ -484,7 +486,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                              "num_processes": jax.process_count()}
       _write_json(workdir / "config.json", resolved)
     writer = writers.MetricWriter(workdir, enabled=lead)
-    evaluator = Evaluator(cfg, run.method, run.mesh, run.info)
     start = int(jax.device_get(state.step))
     progress = writers.Progress(run.total_steps, start_step=start, enabled=lead)
     devices = int(run.mesh.devices.size)

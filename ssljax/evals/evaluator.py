@@ -2,20 +2,38 @@
 
 ``Evaluator(config, method, mesh, info).run(state)`` extracts backbone representations (what the
 probes use) and projector embeddings (what RankMe scores) of the probe data's train and test
-splits, un-augmented, with the data-parallel mesh, then runs the evaluators on the host. Which
-evaluators run follows from the probe data's labels (``ssljax.data.DatasetInfo.task``):
+splits, un-augmented, with the data-parallel mesh, then runs the evaluators named in
+``eval.evals`` (as big_vision's ``config.evals``) on the host:
 
 * ``classification`` (class labels): weighted kNN (``eval.knn``) and the linear probe
-  (``eval.linear``), on any representation;
+  (``eval.linear``), on any representation; plus ``classifier_top1`` when the method trains a
+  classifier of its own;
 * ``regression`` (a float target, e.g. a table's): the ridge probe (``ridge_r2``, ``ridge_rmse``);
-* no labels (an unlabelled folder, ``input.data.labels=False``, a table without a target): only
-  RankMe and the collapse metrics, with a printed note.
+* ``auto`` (the default, alone): whichever of the two the probe data's labels call for
+  (``ssljax.data.DatasetInfo.task``); with no labels (an unlabelled folder,
+  ``input.data.labels=False``, a table without a target) only RankMe and the collapse metrics,
+  with a printed note.
 
-With ``eval.baselines`` (tables) the same probe also runs on the raw preprocessed features
+Naming an evaluator the probe data cannot feed (``classification`` on a regression target, any
+probe on unlabelled data) is a one-line ``ConfigError`` when the Evaluator is built, before
+training starts.
+
+With ``eval.baselines`` (tables) each probe also runs on the raw preprocessed features
 (``raw_<metric>``) beside scikit-learn's HistGradientBoosting on them (``gbdt_<metric>``), so a
-user sees whether pretraining helped. Each evaluator is a function ``evaluate(train, test,
-**settings) -> dict[str, float]`` over host arrays (``representation`` [N, F], ``label`` [N]);
-see :mod:`ssljax.evals.regression`.
+user sees whether pretraining helped.
+
+Adding an evaluator (the recommendation issue's ``ranking``, say)::
+
+    def ranking(ev: Evaluator, state) -> dict[str, float]:
+      ...  # ev.features(state, split), ev.probe_info, ev.cfg (eval.*), ev.mesh, ev.method
+    register_evaluator("ranking", ranking, tasks=("ranking",))
+
+An evaluator is ``fn(ev, state) -> dict[str, float]``: it reads what it needs through the
+:class:`Evaluator` (``probe_splits`` gives the probe data's train/test features, shared by the
+evaluators of one evaluation) and returns flat metrics, which land in ``metrics.jsonl`` and
+``results.json`` as they are. ``tasks`` lists the ``DatasetInfo.task`` values it accepts. The
+probes themselves are pure functions over host arrays (``representation`` [N, F], ``label``
+[N]): :mod:`ssljax.evals.knn`, :mod:`ssljax.evals.linear`, :mod:`ssljax.evals.regression`.
 
 The probes read ``eval.data`` (fields left empty take ``input.data``'s), so a run can pretrain on
 one split or folder (STL-10 ``unlabelled``, a folder of photos) and probe on another; RankMe always
@@ -24,9 +42,10 @@ reads the training data.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -42,6 +61,53 @@ from ssljax.metrics import normalized_std, rankme
 _NOT_FEATURES = ("label", "labelled", "mask")
 # What eval.data.name naming another data set resets, unless eval.data sets it too.
 _OTHER_DATA_DEFAULTS = {"path": None, "train_split": "train", "eval_split": "test"}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluatorSpec:
+  """A named evaluator: ``fn(ev, state) -> dict[str, float]`` and the probe tasks it reads."""
+  name: str
+  fn: Callable[["Evaluator", Any], dict[str, float]]
+  tasks: tuple[str, ...]
+
+
+EVALUATORS: dict[str, EvaluatorSpec] = {}
+
+
+def register_evaluator(name: str, fn: Callable[["Evaluator", Any], dict[str, float]], *,
+                       tasks: tuple[str, ...]) -> None:
+  """Makes ``fn`` runnable as ``eval.evals=(name, ...)``; ``tasks``: the ``DatasetInfo.task``
+  values (``classification``, ``regression``, ...) whose data it can evaluate."""
+  if name == "auto":
+    raise ValueError("'auto' is reserved: it picks the evaluators from the probe data's labels")
+  EVALUATORS[name] = EvaluatorSpec(name, fn, tuple(tasks))
+
+
+def resolve_evals(names, task: str | None, *, where: str) -> tuple[str, ...]:
+  """The evaluators ``eval.evals`` names, ``auto`` resolved by the probe data's ``task``.
+
+  Raises:
+    ConfigError: an unknown name, or one the probe data's labels cannot feed.
+  """
+  if isinstance(names, str):
+    names = [n.strip() for n in names.split(",")]
+  names = tuple(n for n in names if n) or ("auto",)
+  chosen: list[str] = []
+  for name in names:
+    if name == "auto":  # The first evaluator that reads the probe data's labels, if any.
+      chosen += [spec.name for spec in EVALUATORS.values() if task in spec.tasks][:1]
+      continue
+    if name not in EVALUATORS:
+      raise ConfigError(f"eval.evals: no evaluator {name!r}; choose from "
+                        f"{['auto', *sorted(EVALUATORS)]}")
+    tasks = EVALUATORS[name].tasks
+    if task not in tasks:
+      holds = "no labels" if task is None else f"{task} labels"
+      raise ConfigError(f"eval.evals: {name!r} evaluates data with {' or '.join(tasks)} labels "
+                        f"but the probe data {where!r} has {holds}; use eval.evals=auto or set "
+                        "eval.data to data with such labels")
+    chosen.append(name)
+  return tuple(dict.fromkeys(chosen))
 
 
 def probe_data_config(config):
@@ -116,13 +182,17 @@ class Evaluator:
       if count == 0:
         raise DataError(f"eval.data: split {split!r} of {self.probe_info.name!r} is empty; "
                         "choose a split with examples")
+    self.evals = resolve_evals(self.cfg.get("evals", ("auto",)), self.probe_info.task,
+                               where=self.data_cfg.name)
     self._noted = False
     self.mesh = mesh
+    self.method = method
     shards = math.lcm(sharding.data_axis_size(mesh), jax.process_count())
     self.batch_size = int(math.ceil(int(self.cfg.batch_size) / shards) * shards)
     represent = method.represent
     to_input = eval_input_fn(config, info)
     self._cache = None  # ((step, data, split), features, whole split?) of the last extraction.
+    self._splits = None  # (step, (train, test)) of the last probe_splits.
     self._baselines = None
 
     def features(params, method_state, batch):
@@ -199,37 +269,38 @@ class Evaluator:
       self._noted = True
 
   def run(self, state) -> dict[str, Any]:
-    """The configured evaluators and RankMe; returns a flat dict of floats."""
+    """RankMe and the evaluators of ``eval.evals``; returns a flat dict of floats."""
     t0 = time.perf_counter()
-    cfg = self.cfg
     results: dict[str, Any] = self.rankme(state)
-    task = self.probe_info.task
-    if task is None:
+    if not self.evals:
       self._note(f"{self.probe_info.name!r} has no labels here, so only RankMe and the collapse "
                  "metrics are reported; set eval.data to labelled data for the probes")
-      results["eval_time_s"] = round(time.perf_counter() - t0, 2)
-      return results
-    baselines = bool(cfg.get("baselines", False)) and self.info.modality == "table"
-    train = self.features(state, self.data_cfg.train_split,
-                          max_samples=int(cfg.max_train_samples), raw=baselines)
-    test = self.features(state, self.data_cfg.eval_split, raw=baselines)
-    if task == "classification":
-      check_class_labels(train, test, self.probe_info.num_classes, where=self.data_cfg.name)
-      results.update(self.classification(train, test))
-    else:
-      results.update(_prefixed("ridge_", regression.ridge_probe(train, test,
-                                                                alpha=self._ridge_alpha())))
-    if baselines:
-      if self._baselines is None:  # The raw features do not change with training.
-        self._baselines = self.baselines(train, test, task)
-      results.update(self._baselines)
-    # The method's own classifier (supervised / semi-supervised methods): ``logits`` is its chosen
-    # prediction, ``logits_<name>`` alternatives (e.g. SLA's aggregated inference).
-    for key in sorted(k for k in test if k.startswith("logits")):
-      name = "classifier_top1" + key[len("logits"):]
-      results[name] = float(np.mean(np.argmax(test[key], -1) == test["label"]))
+    try:
+      for name in self.evals:
+        results.update(EVALUATORS[name].fn(self, state))
+    finally:
+      self._splits = None  # Not held through training (100k x 2048 floats on ImageNet).
     results["eval_time_s"] = round(time.perf_counter() - t0, 2)
     return results
+
+  @property
+  def baselines_on(self) -> bool:
+    """Whether the probes also run on the raw features (``eval.baselines``, tables only)."""
+    return bool(self.cfg.get("baselines", False)) and self.info.modality == "table"
+
+  def probe_splits(self, state) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The probe data's train (at most ``eval.max_train_samples`` rows) and test features,
+    with the raw features when the baselines are on; shared by one evaluation's evaluators."""
+    step = int(jax.device_get(state.step))
+    if self._splits is None or self._splits[0] != step:
+      raw = self.baselines_on
+      train = self.features(state, self.data_cfg.train_split,
+                            max_samples=int(self.cfg.max_train_samples), raw=raw)
+      test = self.features(state, self.data_cfg.eval_split, raw=raw)
+      if self.probe_info.task == "classification":
+        check_class_labels(train, test, self.probe_info.num_classes, where=self.data_cfg.name)
+      self._splits = (step, (train, test))
+    return self._splits[1]
 
   def classification(self, train, test) -> dict[str, float]:
     """Weighted kNN (``knn_top1``, ``knn_top1_k<k>``) and the linear probe (``linear_top1``)."""
@@ -254,24 +325,55 @@ class Evaluator:
 
   def baselines(self, train, test, task: str) -> dict[str, float]:
     """The probes on the raw preprocessed features (``raw_*``) and HistGradientBoosting
-    (``gbdt_*``) on them."""
-    cards = self.probe_info.cardinalities
-    raw = [{"representation": regression.raw_features(part, cards), "label": part["label"]}
-           for part in (train, test)]
-    if task == "classification":
-      results = _prefixed("raw_", self.classification(*raw))
-      results.pop("raw_knn_k", None)
-      results.pop("raw_linear_train_top1", None)
-    else:
-      results = _prefixed("raw_ridge_", regression.ridge_probe(*raw, alpha=self._ridge_alpha()))
-    results.update(_prefixed("gbdt_", regression.gbdt_baseline(*raw, task=task)))
-    return results
+    (``gbdt_*``) on them; computed once (they do not depend on the network)."""
+    if self._baselines is None:
+      cards = self.probe_info.cardinalities
+      raw = [{"representation": regression.raw_features(part, cards), "label": part["label"]}
+             for part in (train, test)]
+      if task == "classification":
+        results = _prefixed("raw_", self.classification(*raw))
+        results.pop("raw_knn_k", None)
+        results.pop("raw_linear_train_top1", None)
+      else:
+        results = _prefixed("raw_ridge_", regression.ridge_probe(*raw, alpha=self.ridge_alpha()))
+      results.update(_prefixed("gbdt_", regression.gbdt_baseline(*raw, task=task)))
+      self._baselines = results
+    return self._baselines
 
-
-  def _ridge_alpha(self) -> float | None:
+  def ridge_alpha(self) -> float | None:
     """``eval.ridge_alpha``, or None (cross-validated on the train split) when it is <= 0."""
     alpha = float(self.cfg.get("ridge_alpha", -1.0))
     return alpha if alpha > 0 else None
+
+
+def classification(ev: Evaluator, state) -> dict[str, float]:
+  """kNN and the linear probe on the representation, the method's own classifier
+  (``classifier_top1``, from ``represent``'s ``logits``) and, with ``eval.baselines``, the
+  raw-feature and GBDT baselines."""
+  train, test = ev.probe_splits(state)
+  results = ev.classification(train, test)
+  if ev.baselines_on:
+    results.update(ev.baselines(train, test, "classification"))
+  # The method's own classifier (supervised / semi-supervised methods): ``logits`` is its chosen
+  # prediction, ``logits_<name>`` alternatives (e.g. SLA's aggregated inference).
+  for key in sorted(k for k in test if k.startswith("logits")):
+    name = "classifier_top1" + key[len("logits"):]
+    results[name] = float(np.mean(np.argmax(test[key], -1) == test["label"]))
+  return results
+
+
+def regression_eval(ev: Evaluator, state) -> dict[str, float]:
+  """The ridge probe (``ridge_r2``, ``ridge_rmse``) and, with ``eval.baselines``, the raw-feature
+  and GBDT baselines."""
+  train, test = ev.probe_splits(state)
+  results = _prefixed("ridge_", regression.ridge_probe(train, test, alpha=ev.ridge_alpha()))
+  if ev.baselines_on:
+    results.update(ev.baselines(train, test, "regression"))
+  return results
+
+
+register_evaluator("classification", classification, tasks=("classification",))
+register_evaluator("regression", regression_eval, tasks=("regression",))
 
 
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
