@@ -68,3 +68,35 @@ def test_table_mlp_reads_numbers_only_or_codes_only():
     mlp = tabular.TableMLP(width=4, depth=1, cardinalities=cards)
     out = mlp.apply(mlp.init(jax.random.key(1), rows), rows)
     assert out.shape == (3, 4)
+
+
+def test_tokenizer_and_attention_inits_are_the_official_pytorch_ones():
+  # The official Tokenizer's weight and bias are raw nn.Parameters initialised by
+  # kaiming_uniform_(a=sqrt(5)): bound = sqrt(2 / (1 + a^2)) * sqrt(3 / fan_in) = 1 / sqrt(H)
+  # (fan_in = H, the last dimension); the published init_weights(trunc_normal) touches only
+  # nn.Linear / nn.Embedding / nn.LayerNorm, so they keep it. nn.MultiheadAttention's packed
+  # in_proj_weight [3H, H] keeps xavier_uniform_: bound sqrt(6 / (H + 3H)); its out_proj (an
+  # nn.Linear) gets trunc_normal(0.02).
+  h = 64
+  tok = tabular.FeatureTokenizer(width=h, cardinalities=(5,), n_reg=1)
+  rows = {"x_num": jnp.zeros((2, 300)), "x_cat": jnp.zeros((2, 1), jnp.int32)}
+  params = tok.init(jax.random.key(0), rows)["params"]
+  bound = 1.0 / np.sqrt(h)
+  for name in ("num_weight", "num_bias", "reg", "cat_bias"):
+    w = np.asarray(params[name])
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.95 * bound, name
+  w = np.asarray(params["num_weight"])
+  np.testing.assert_allclose(w.std(), bound / np.sqrt(3.0), rtol=0.03)  # uniform's std
+  assert np.asarray(params["cat_embedding"]).std() < 0.025  # nn.Embedding: trunc_normal(0.02)
+
+  block = tabular.Block(heads=8, ffn=16)
+  p = block.init(jax.random.key(1), jnp.zeros((1, 3, h)))["params"]
+  attn = p["MultiHeadDotProductAttention_0"]
+  xavier = np.sqrt(6.0 / (h + 3 * h))
+  for name in ("query", "key", "value"):
+    k = np.asarray(attn[name]["kernel"])
+    assert k.shape == (h, 8, h // 8)
+    assert np.abs(k).max() <= xavier and np.abs(k).max() > 0.95 * xavier, name
+    np.testing.assert_allclose(k.std(), xavier / np.sqrt(3.0), rtol=0.05)
+    assert not np.asarray(attn[name]["bias"]).any()
+  assert np.asarray(attn["out"]["kernel"]).std() < 0.025

@@ -249,8 +249,9 @@ def row_embedding(nets: Networks, enc_params, batch, s_y) -> jax.Array:
   """[B, H]: the mean over tokens of ``s_y`` minus the encoder's output on a blank row.
 
   Every token carries its fixed sin-cos position (amplitude 1) while ``x_j * W_j`` starts at the
-  init's scale (0.02), so most of ``s_y`` is the same for every row; uncentred, that shared part
-  reads as a collapsed embedding (RankMe ~1) even at initialisation. The blank row (numeric
+  init's scale (W_j uniform in +-1/sqrt(H), as in the official code), so most of ``s_y`` is the
+  same for every row; uncentred, that shared part reads as a collapsed embedding (RankMe ~1)
+  even at initialisation. The blank row (numeric
   values 0, categorical code 0, the reserved "missing") has the same positions, [REG] tokens
   and biases and no values: subtracting its output keeps what the row's values change.
   """

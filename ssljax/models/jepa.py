@@ -3,9 +3,11 @@
 :class:`TokenPredictor` is I-JEPA's transformer predictor (Assran et al., CVPR 2023) as T-JEPA
 uses it for table rows (``t_jepa.md`` "Architecture", item 6): the context encoder's outputs are
 projected H -> P and given a fixed sin-cos embedding of their positions; one learned mask token
-per target position, plus that position's embedding, is appended; ``depth`` post-norm blocks
-(:class:`ssljax.models.tabular.Block`) and a LayerNorm run over the joint sequence; the target
-slots are projected P -> H.
+per target position, plus that position's embedding, is appended; a
+:class:`ssljax.models.tabular.TabularEncoder` of width P (``depth`` post-norm blocks and the
+encoder's own output head, Dropout -> LayerNorm -> Linear(P, P) -> Dropout -> LayerNorm, as the
+official ``TransformerPredictor`` builds it) and a LayerNorm run over the joint sequence; the
+target slots are projected P -> H.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from ssljax.models.tabular import Block, sinusoidal_positions
+from ssljax.models.tabular import TabularEncoder, sinusoidal_positions
 
 _INIT = nn.initializers.truncated_normal(0.02)
 
@@ -70,8 +72,7 @@ class TokenPredictor(nn.Module):
     keys = jnp.concatenate([jnp.broadcast_to(ctx_mask_bc[None], (k, b, c)),
                             jnp.broadcast_to(tgt_mask, (k, b, t))], axis=2)
     keys = keys.reshape(k * b, c + t)
-    for _ in range(self.depth):
-      seq = Block(self.heads, self.ffn, self.dropout)(seq, keys, train=train)
+    seq = TabularEncoder(self.depth, self.heads, self.ffn, self.dropout)(seq, keys, train=train)
     seq = nn.LayerNorm()(seq)
     out = nn.Dense(self.out_width, kernel_init=_INIT, name="out")(seq[:, c:])
     return out.reshape(k, b, t, self.out_width)

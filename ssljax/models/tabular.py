@@ -17,10 +17,35 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 _INIT = nn.initializers.truncated_normal(0.02)  # the published T-JEPA script's init
+
+
+def torch_parameter_init(key, shape, dtype=jnp.float32):
+  """U(-1/sqrt(H), 1/sqrt(H)) for a [rows, H] table: PyTorch's ``kaiming_uniform_(a=sqrt(5))``.
+
+  The official tokenizer's weight and bias are raw ``nn.Parameter`` tensors initialised so (fan-in
+  = the last dimension, H); the published script's ``init_weights`` re-initialises only
+  ``nn.Linear``, ``nn.Embedding`` and ``nn.LayerNorm`` modules, so they keep it.
+  """
+  bound = 1.0 / np.sqrt(shape[-1])
+  return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def packed_xavier_init(key, shape, dtype=jnp.float32):
+  """Xavier-uniform of PyTorch's packed attention input projection [3 P, P], for one of q, k, v.
+
+  ``nn.MultiheadAttention`` keeps its ``in_proj_weight`` (a raw parameter, not an ``nn.Linear``)
+  at ``xavier_uniform_`` of the packed [3 P, P] matrix: bound sqrt(6 / (P + 3 P)). ``shape`` is
+  flax's [P, heads, P / heads] kernel of one projection.
+  """
+  fan_in = shape[0]
+  fan_out = int(np.prod(shape[1:]))
+  bound = np.sqrt(6.0 / (fan_in + 3 * fan_out))
+  return jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
 class FeatureTokenizer(nn.Module):
@@ -41,18 +66,18 @@ class FeatureTokenizer(nn.Module):
     parts = []
     b = next(batch[k].shape[0] for k in ("x_num", "x_cat") if k in batch)
     if self.n_reg:
-      reg = self.param("reg", _INIT, (self.n_reg, self.width))
+      reg = self.param("reg", torch_parameter_init, (self.n_reg, self.width))
       parts.append(jnp.broadcast_to(reg, (b, self.n_reg, self.width)))
     if "x_num" in batch:
       d = batch["x_num"].shape[1]
-      w = self.param("num_weight", _INIT, (d, self.width))
-      bias = self.param("num_bias", _INIT, (d, self.width))
+      w = self.param("num_weight", torch_parameter_init, (d, self.width))
+      bias = self.param("num_bias", torch_parameter_init, (d, self.width))
       parts.append(batch["x_num"][..., None].astype(jnp.float32) * w + bias)
     if "x_cat" in batch and len(self.cardinalities):
       codes = batch["x_cat"]
       offsets = np.concatenate([[0], np.cumsum(self.cardinalities)[:-1]]).astype(np.int32)
       table = self.param("cat_embedding", _INIT, (int(sum(self.cardinalities)), self.width))
-      bias = self.param("cat_bias", _INIT, (len(self.cardinalities), self.width))
+      bias = self.param("cat_bias", torch_parameter_init, (len(self.cardinalities), self.width))
       parts.append(table[codes + offsets] + bias)
     return jnp.concatenate(parts, axis=1)
 
@@ -77,7 +102,8 @@ class Block(nn.Module):
   @nn.compact
   def __call__(self, x, mask=None, *, train: bool = False):
     attn_mask = None if mask is None else nn.make_attention_mask(mask, mask)
-    h = nn.MultiHeadDotProductAttention(num_heads=self.heads, kernel_init=_INIT,
+    h = nn.MultiHeadDotProductAttention(num_heads=self.heads, kernel_init=packed_xavier_init,
+                                        out_kernel_init=_INIT,
                                         dropout_rate=self.dropout,
                                         deterministic=not train)(x, x, mask=attn_mask)
     x = nn.LayerNorm()(x + nn.Dropout(self.dropout, deterministic=not train)(h))

@@ -271,8 +271,9 @@ def test_a_short_run_lowers_the_loss_without_collapse():
 
 def test_reference_variant_is_the_published_launch_script():
   # Values copied once from the official repository's published Jannis launch script, as listed
-  # in t_jepa.md ("Default hyperparameters", "Published launch script (Jannis)"); init
-  # trunc_normal(0.02) is ssljax.models.tabular's default.
+  # in t_jepa.md ("Default hyperparameters", "Published launch script (Jannis)"); the script's
+  # init (trunc_normal(0.02) on nn.Linear / nn.Embedding, PyTorch's defaults on the tokenizer's
+  # raw parameters and attention's packed input projection) is ssljax.models.tabular's default.
   c = t_jepa_config.get_config("reference")
   assert c.input.batch_size == 512 and c.total_epochs == 300
   assert c.optim.name == "adamw" and c.optim.lr == pytest.approx(3.6587e-4)
