@@ -92,7 +92,7 @@ def _digits(c):
                                     crop_scale=(0.4, 1.0), saturation=0.0, hue=0.0,
                                     flip_prob=0.0)
   # Width 8: ~3x the samples/s of width 16 on 2 CPU cores, for the same probe accuracy here.
-  c.encoder = mlc.ConfigDict(dict(name="resnet18", stem="cifar", width=8,
+  c.encoder = common.encoder(dict(name="resnet18", stem="cifar", width=8,
                                   zero_init_residual=False))
   c.projector = common.mlp((512, 512), 512)
   c.barlow.scale_loss = 0.1
@@ -108,7 +108,7 @@ def _cifar(c):
   c.input.image_size = 32
   c.input.mean, c.input.std = common.CIFAR_MEAN, common.CIFAR_STD
   c.input.views = _asymmetric_views(32, blur=(0.0, 0.0), mean=c.input.mean, std=c.input.std)
-  c.encoder = mlc.ConfigDict(dict(name="resnet18", stem="cifar", width=64,
+  c.encoder = common.encoder(dict(name="resnet18", stem="cifar", width=64,
                                   zero_init_residual=False))
   c.projector = common.mlp((2048, 2048), 2048)
   c.barlow.scale_loss = 0.1
@@ -129,7 +129,7 @@ def _imagenet(c, size=224):
   c.input.eval_crop_fraction = 0.875  # Resize 256, centre crop 224, as the official evaluation.
   c.input.views = _asymmetric_views(size, blur=(1.0, 0.1), mean=common.IMAGENET_MEAN,
                                     std=common.IMAGENET_STD)
-  c.encoder = mlc.ConfigDict(dict(name="resnet50", stem="imagenet", width=64,
+  c.encoder = common.encoder(dict(name="resnet50", stem="imagenet", width=64,
                                   zero_init_residual=True))
   c.projector = common.mlp((8192, 8192), 8192, use_bias=False)
   c.barlow.scale_loss = 1.0

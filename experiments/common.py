@@ -11,6 +11,7 @@ import ml_collections as mlc
 
 from ssljax import optim
 from ssljax.errors import ConfigError
+from ssljax.evals import protocols
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -123,8 +124,8 @@ def base_config() -> mlc.ConfigDict:
   # r ~ U(r_min, r_max) of the spectrum. Composes with any method.
   c.input.bss = mlc.ConfigDict(dict(enabled=False, r_min=0.01, r_max=0.1))
 
-  c.encoder = mlc.ConfigDict(dict(name="resnet18", stem="cifar", width=64,
-                                  zero_init_residual=False))
+  c.encoder = encoder(dict(name="resnet18", stem="cifar", width=64,
+                           zero_init_residual=False))
   c.projector = mlp((2048, 2048), 2048)
   c.optim = lars(lr=0.3)
 
@@ -155,6 +156,8 @@ def base_config() -> mlc.ConfigDict:
       # The probes' data when it is not the training data (pretrain on one split or folder, probe
       # on another): empty fields take input.data's value.
       data=eval_data(),
+      # python -m ssljax.evaluate --protocol=linear / finetune: the papers' protocols.
+      protocols=protocols.default_config(),
   ))
   return c
 
@@ -302,16 +305,16 @@ def set_data(c: mlc.ConfigDict, data: str) -> int:
     c.input.batch_size = 256
     c.input.mean, c.input.std = DIGITS_MEAN, DIGITS_STD
     # Width 8: ~3x the samples/s of width 16 on 2 CPU cores, for the same probe accuracy here.
-    c.encoder = mlc.ConfigDict(dict(name="resnet18", stem="cifar", width=8,
-                                    zero_init_residual=False))
+    c.encoder = encoder(dict(name="resnet18", stem="cifar", width=8,
+                             zero_init_residual=False))
     c.eval.rankme_every_steps = 100
   elif data in ("cifar10", "cifar100"):
     size = 32
     c.total_epochs, c.log_every_steps, c.checkpoint_every_steps = 1000.0, 100, 2000
     c.input.batch_size = 256
     c.input.mean, c.input.std = CIFAR_MEAN, CIFAR_STD
-    c.encoder = mlc.ConfigDict(dict(name="resnet18", stem="cifar", width=64,
-                                    zero_init_residual=False))
+    c.encoder = encoder(dict(name="resnet18", stem="cifar", width=64,
+                             zero_init_residual=False))
     c.eval.rankme_every_steps = 5000
     c.eval.online_probe = True
   else:
@@ -321,8 +324,8 @@ def set_data(c: mlc.ConfigDict, data: str) -> int:
     c.input.batch_size = 4096
     c.input.eval_crop_fraction = 0.875  # Resize 256, centre crop 224 (standard evaluation).
     c.input.mean, c.input.std = IMAGENET_MEAN, IMAGENET_STD
-    c.encoder = mlc.ConfigDict(dict(name="resnet50", stem="imagenet", width=64,
-                                    zero_init_residual=True))
+    c.encoder = encoder(dict(name="resnet50", stem="imagenet", width=64,
+                             zero_init_residual=True))
     c.eval.batch_size = 1024
     c.eval.max_train_samples = 100_000
     c.eval.rankme_every_steps = 10_000
@@ -341,6 +344,12 @@ def two_views(c: mlc.ConfigDict, size: int, *, view1=None, view2=None, **shared)
   ))
 
 
+def encoder(fields: dict) -> mlc.ConfigDict:
+  """``config.encoder``: the backbone's fields, plus ``init_from`` (a folder written by
+  ``python -m ssljax.export`` to start from; "" = a fresh initialisation)."""
+  return mlc.ConfigDict({**fields, "init_from": fields.get("init_from", "")})
+
+
 def vit_encoder(name: str, posemb: str = "learn") -> mlc.ConfigDict:
   """A ViT encoder entry, e.g. ``vit_encoder('vit:S/16')``."""
-  return mlc.ConfigDict(dict(name=name, posemb=posemb))
+  return encoder(dict(name=name, posemb=posemb))

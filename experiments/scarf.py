@@ -76,7 +76,7 @@ def get_config(arg=None) -> mlc.ConfigDict:
   c.total_epochs = 200.0
   c.input.batch_size = 128
   # Every field of both encoders, so --config.encoder.name=... switches without new keys.
-  c.encoder = mlc.ConfigDict(dict(name=arg.encoder, width=256, depth=4, cat_dim=8, heads=8,
+  c.encoder = common.encoder(dict(name=arg.encoder, width=256, depth=4, cat_dim=8, heads=8,
                                   ffn=512, dropout=0.0))
   if arg.encoder == "ft_transformer":
     c.encoder.update(dict(width=32, depth=1, heads=4, ffn=64, dropout=0.1))

@@ -62,7 +62,7 @@ def get_config(arg=None) -> mlc.ConfigDict:
   else:
     c.input.batch_size = 128
     c.total_steps = 80_000
-    c.encoder = mlc.ConfigDict(dict(name="cresnet32", width=16, zero_init_residual=False))
+    c.encoder = common.encoder(dict(name="cresnet32", width=16, zero_init_residual=False))
     recipe = dict(crop_scale=(0.64, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5, **plain)
     c.optim = common.sgd(lr=0.1, weight_decay=1e-4, warmup_epochs=0.0, exclude_bias_bn=False)
   c.input.views = mlc.ConfigDict(dict(

@@ -68,7 +68,7 @@ def get_config(arg=None) -> mlc.ConfigDict:
   c.method = "t_jepa"
   common.set_table_data(c, arg.data)
   # The official argparse defaults (t_jepa.md "Default hyperparameters").
-  c.encoder = mlc.ConfigDict(dict(name="ft_transformer", width=64, depth=4, heads=8, ffn=256,
+  c.encoder = common.encoder(dict(name="ft_transformer", width=64, depth=4, heads=8, ffn=256,
                                   dropout=0.1, n_reg=1, pos_base=100.0))
   c.t_jepa = mlc.ConfigDict(dict(
       predictor_depth=2, predictor_width=64, predictor_heads=4, predictor_ffn=256,

@@ -22,7 +22,7 @@ import optax
 from etils import epath
 from jax.experimental import multihost_utils
 
-from ssljax import checkpoint, data, methods, optim, sharding, writers
+from ssljax import backbone, checkpoint, data, methods, optim, sharding, writers
 from ssljax.data import augment, checks
 from ssljax.data import bss as batch_style
 from ssljax.errors import CheckpointError, ConfigError, UserError
@@ -259,6 +259,8 @@ class Run:
   abstract_state: PyTree
   init_fn: Any
   step_fn: Any
+  # encoder.init_from: (folder, backbone.Exported) that create_state starts the backbone from.
+  init_from: Any = None
 
 
 def total_steps_of(config, steps_per_epoch: int) -> int:
@@ -317,8 +319,15 @@ def build(config, info: data.DatasetInfo | None = None) -> Run:
   )
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract, state_sh)
+  init_from = None
+  folder = backbone.init_from_path(config)
+  if folder is not None:  # Checked here, before a workdir exists: a wrong folder is one line.
+    exported = backbone.read(folder)
+    backbone.check_fits(method, abstract.params["method"], abstract.method_state, exported,
+                        folder)
+    init_from = (folder, exported)
   return Run(config, mesh, method, tx, schedule, info, total, steps_per_epoch, state_sh, abstract,
-             init_fn, step_fn)
+             init_fn, step_fn, init_from)
 
 
 def check_views_fit_data(method: methods.Method, info: data.DatasetInfo) -> None:
@@ -374,9 +383,22 @@ def bss_setting(config) -> tuple[float, float] | None:
 
 
 def create_state(run: Run) -> TrainState:
-  """The initial state, created already sharded."""
+  """The initial state, created already sharded; with ``encoder.init_from`` every copy of the
+  backbone in it holds the exported backbone (:func:`ssljax.backbone.start_from`)."""
   rng = jax.random.PRNGKey(int(run.config.seed))
-  return jax.jit(run.init_fn, out_shardings=run.state_shardings)(rng)
+  state = jax.jit(run.init_fn, out_shardings=run.state_shardings)(rng)
+  if run.init_from is None:
+    return state
+  folder, exported = run.init_from
+  params, method_state = backbone.start_from(
+      run.method, jax.device_get(state.params["method"]), jax.device_get(state.method_state),
+      folder, exported)
+  state = dataclasses.replace(state, params={**state.params, "method": params},
+                              method_state=method_state)
+  writers.info(f"encoder.init_from: the backbone starts from {folder} (step "
+               f"{exported.meta.get('step')} of {exported.meta.get('method')})",
+               enabled=jax.process_index() == 0)
+  return jax.device_put(state, run.state_shardings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -485,6 +507,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                              "num_devices": int(run.mesh.devices.size),
                              "num_processes": jax.process_count()}
       _write_json(workdir / "config.json", resolved)
+      # What rebuilds the method without the data (ssljax.export / evaluate on another machine).
+      _write_json(workdir / backbone.DATA_INFO_FILE, backbone.info_to_json(run.info))
     writer = writers.MetricWriter(workdir, enabled=lead)
     start = int(jax.device_get(state.step))
     progress = writers.Progress(run.total_steps, start_step=start, enabled=lead)

@@ -35,6 +35,22 @@ UpdateFn = Callable[[PyTree, PyTree, jax.Array], PyTree]
 RepresentFn = Callable[[PyTree, PyTree, jax.Array], dict[str, jax.Array]]
 
 
+class Backbone(NamedTuple):
+  """The network a method trains for others to use, and where its variables sit in the state.
+
+  Attributes:
+    module: the backbone as a Linen module: ``module.apply(variables, x, train=False)`` -> [B, F]
+      equals ``represent(params, method_state, x)["representation"]`` (the contract test checks
+      it for every method); ``x`` is what ``represent`` reads (normalised images, table rows).
+    variables: ``(params, method_state) -> {"params": ..., "batch_stats": ...}``: the module's
+      variable collections inside a training state (the EMA teacher's for DINO, whose evaluations
+      use the teacher). Export, ``encoder.init_from`` and ``ssljax.evaluate`` go through it.
+  """
+
+  module: Any
+  variables: Callable[[PyTree, PyTree], dict[str, PyTree]]
+
+
 class Method(NamedTuple):
   """The functions a trainer needs from an SSL method.
 
@@ -54,6 +70,8 @@ class Method(NamedTuple):
     uses_labels: the loss reads labels (supervised, semi-supervised methods). The trainer then
       calls ``loss(params, method_state, views, rng, labels=labels_b)`` with ``labels_b`` int32
       [B] and -1 for the examples whose label is hidden (``input.label_fraction`` < 1).
+    backbone: where the backbone is (:class:`Backbone`): what ``ssljax.export`` writes and
+      ``encoder.init_from`` starts from.
   """
 
   name: str
@@ -63,6 +81,7 @@ class Method(NamedTuple):
   update: UpdateFn
   represent: RepresentFn
   uses_labels: bool = False
+  backbone: Backbone | None = None
 
 
 def available() -> list[str]:

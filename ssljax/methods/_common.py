@@ -178,6 +178,35 @@ def apply_train(module: nn.Module, params, collections, *args, **kwargs):
   return out, {**collections, **new}
 
 
+def submodule_backbone(net: nn.Module, select=None, *, name: str = "encoder"):
+  """The :class:`ssljax.methods.Backbone` of ``net``'s submodule ``name`` (``EncoderHead`` and
+  the other nets whose backbone attribute is ``encoder``).
+
+  ``select(params, method_state) -> (net's params, net's other collections)`` says where the net
+  sits in the state; by default the method's params are the net's and ``method_state`` its
+  collections (``{"batch_stats": ...}``).
+  """
+  from ssljax.methods import Backbone
+
+  select = select or (lambda params, method_state: (params, method_state))
+
+  def variables(params, method_state):
+    net_params, collections = select(params, method_state)
+    out = {"params": net_params[name]}
+    for collection, tree in collections.items():
+      if name in tree:
+        out[collection] = tree[name]
+    return out
+
+  return Backbone(module=getattr(net, name), variables=variables)
+
+
+def in_net(params, method_state):
+  """``select`` of :func:`submodule_backbone` for methods that keep their network under
+  ``"net"`` in both ``params`` and ``method_state`` (BYOL, MoCo v3, SimSiam, ...)."""
+  return params["net"], method_state["net"]
+
+
 def apply_eval(module: nn.Module, params, collections, *args, **kwargs):
   """An evaluation-mode call (running BatchNorm statistics, nothing mutated)."""
   return module.apply({"params": params, **collections}, *args, train=False, **kwargs)

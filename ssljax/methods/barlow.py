@@ -69,5 +69,6 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
       loss=loss,
       update=identity_update,
       represent=represent,
+      backbone=_common.submodule_backbone(net),
   )
 

@@ -121,4 +121,6 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
     return _common.as_float32({"representation": h, "embedding": h})
 
   return Method(name="dino", views=views, init=init, loss=loss, update=update,
-                represent=represent)
+                represent=represent,
+                backbone=_common.submodule_backbone(
+                    net, lambda p, s: (s["teacher"]["params"], s["teacher"]["state"])))

@@ -185,4 +185,5 @@ def make(config, *, total_steps: int, steps_per_epoch: int, num_classes: int = 1
     return total, (new_state, {**metrics, "ema_coef": ema_coefficient(t, alpha=alpha)}, h)
 
   return Method(name="fst", views=views, init=init, loss=loss, update=methods.identity_update,
-                represent=st.classifier_represent(net), uses_labels=True)
+                represent=st.classifier_represent(net), uses_labels=True,
+                backbone=st.classifier_backbone(net))

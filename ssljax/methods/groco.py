@@ -210,4 +210,4 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
     return _common.as_float32({"representation": h, "embedding": z})
 
   return Method(name="groco", views=views, init=init, loss=loss, update=identity_update,
-                represent=represent)
+                represent=represent, backbone=_common.submodule_backbone(net))

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from ssljax import losses
 from ssljax.errors import ConfigError
-from ssljax.methods import Method, _common, identity_update
+from ssljax.methods import Backbone, Method, _common, identity_update
 from ssljax.models import vit
 
 VIEW_NAMES = ("view",)
@@ -67,4 +67,5 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
     return _common.as_float32({"representation": cls, "embedding": cls})
 
   return Method(name="mae", views=_common.view_recipes(config, VIEW_NAMES), init=init,
-                loss=loss, update=identity_update, represent=represent)
+                loss=loss, update=identity_update, represent=represent,
+                backbone=Backbone(encoder, lambda p, s: {"params": p["encoder"]}))

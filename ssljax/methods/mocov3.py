@@ -44,4 +44,5 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
     return _common.as_float32({"representation": h, "embedding": z})
 
   return Method(name="mocov3", views=_common.view_recipes(config, VIEW_NAMES), init=init,
-                loss=loss, update=update, represent=represent)
+                loss=loss, update=update, represent=represent,
+                backbone=_common.submodule_backbone(net, _common.in_net))

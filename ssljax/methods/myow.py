@@ -227,7 +227,7 @@ def build(net: nn.Module, predictor: nn.Module, projector_m: nn.Module, predicto
     return _common.as_float32({"representation": h, "embedding": z})
 
   return Method(name="myow", views=tuple(views), init=init, loss=loss, update=update,
-                represent=represent)
+                represent=represent, backbone=_common.submodule_backbone(net, _common.in_net))
 
 
 def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:

@@ -130,4 +130,4 @@ def make(config, *, total_steps: int, steps_per_epoch: int, info) -> Method:
     return _common.as_float32({"representation": h_bf, "embedding": z_bk})
 
   return Method(name="scarf", views=views, init=init, loss=loss, update=identity_update,
-                represent=represent)
+                represent=represent, backbone=_common.submodule_backbone(net))

@@ -187,6 +187,11 @@ def classifier_represent(net):
   return represent
 
 
+def classifier_backbone(net):
+  """The backbone of a classifier net (``params["net"]``, ``method_state["net"]``)."""
+  return _common.submodule_backbone(net, _common.in_net)
+
+
 # ------------------------------------------------------------------------------- method
 
 
@@ -232,4 +237,4 @@ def make(config, *, total_steps: int, steps_per_epoch: int, num_classes: int = 1
 
   return Method(name="self_training", views=views, init=init, loss=loss,
                 update=methods.identity_update, represent=classifier_represent(net),
-                uses_labels=True)
+                uses_labels=True, backbone=classifier_backbone(net))

@@ -36,4 +36,5 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
     return _common.as_float32({"representation": h, "embedding": z})
 
   return Method(name="simclr", views=_common.view_recipes(config, VIEW_NAMES), init=init,
-                loss=loss, update=identity_update, represent=represent)
+                loss=loss, update=identity_update, represent=represent,
+                backbone=_common.submodule_backbone(net))

@@ -294,4 +294,4 @@ def make(config, *, total_steps: int, steps_per_epoch: int, num_classes: int = 1
     return _common.as_float32(out)
 
   return Method(name="sla", views=views, init=init, loss=loss, update=identity_update,
-                represent=represent, uses_labels=True)
+                represent=represent, uses_labels=True, backbone=_common.submodule_backbone(net))

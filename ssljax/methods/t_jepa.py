@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,7 +56,7 @@ import numpy as np
 from ssljax import losses
 from ssljax.data import table_views
 from ssljax.errors import ConfigError
-from ssljax.methods import Method, _common
+from ssljax.methods import Backbone, Method, _common
 from ssljax.models import jepa, tabular
 
 # ---------------------------------------------------------------------------- pure functions
@@ -178,6 +179,21 @@ def networks(config, info) -> Networks:
       positions=tabular.sinusoidal_positions(
           num_tokens, width, base=_common.check_positive(enc.pos_base, "encoder.pos_base")),
       n_reg=n_reg, num_features=d_num + d_cat)
+
+
+class TargetBackbone(nn.Module):
+  """T-JEPA's backbone as one module: rows -> tokenizer + fixed positions -> encoder (eval
+  mode) -> the tokens flattened, [B, (n_reg + D) * H] (what ``represent`` reports)."""
+
+  tokenizer: nn.Module
+  encoder: nn.Module
+  positions: tuple  # The fixed sin-cos encoding, as nested tuples (a module field is hashed).
+
+  @nn.compact
+  def __call__(self, batch, *, train: bool = False):
+    tokens = self.tokenizer(_rows(batch)) + jnp.asarray(self.positions, jnp.float32)
+    out = self.encoder(tokens, train=train)
+    return out.reshape(out.shape[0], -1)
 
 
 def _rows(batch):
@@ -323,6 +339,9 @@ def make(config, *, total_steps: int, steps_per_epoch: int, info) -> Method:
                                "embedding": row_embedding(nets, method_state["target"], rows,
                                                           s_y)})
 
+  module = TargetBackbone(nets.tokenizer, nets.encoder,
+                          tuple(map(tuple, np.asarray(nets.positions).tolist())))
+  backbone = Backbone(module, lambda params, method_state: {"params": method_state["target"]})
   return Method(name="t_jepa", views=(table_views.TableRows(),), init=init, loss=loss,
-                update=update, represent=represent)
+                update=update, represent=represent, backbone=backbone)
 

@@ -369,4 +369,4 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
     return _common.as_float32({"representation": h, "embedding": g_emb})
 
   return Method(name="trust_ssl", views=views, init=init, loss=loss, update=update,
-                represent=represent)
+                represent=represent, backbone=_common.submodule_backbone(net, _common.in_net))

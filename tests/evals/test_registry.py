@@ -1,14 +1,13 @@
 """Evaluators by config (``eval.evals``, ssljax.evals.evaluator): which run, and adding one."""
 
 import json
+import os
 
 import pytest
 
 from ssljax.errors import ConfigError
 from ssljax.evals import evaluator as ev_lib
 from ssljax.tools import main as command
-
-import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCARF = os.path.join(ROOT, "experiments", "scarf.py") + ":runlocal"
