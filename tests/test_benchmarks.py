@@ -97,3 +97,44 @@ def test_photo_loader_compares_canvases_with_centre_squares():
   r = _json_line(proc.stdout)
   assert r["photos"] == 4 and set(r["host_ms_per_photo"]) == {"whole", "centre"}
   assert r["host_ms_per_photo"]["whole"] > 0 and r["device_ms_per_view"]["centre"] > 0
+
+
+def test_torch_spec_reads_the_config():
+  # The PyTorch part's spec is built in the parent without torch; a broken import here once cost a
+  # GPU run its PyTorch row (the CPU smoke test above passes --notorch).
+  sys.path.insert(0, ROOT)
+  from benchmarks import gpu
+  from experiments import barlow
+
+  spec = gpu.torch_spec(barlow.get_config("runlocal"), batch_per_gpu=4, steps=1, repeats=1,
+                        warmup=1, device="cpu")
+  assert spec["batch"] == 4 and len(spec["views"]) == 2 and spec["input_shape"] == [8, 8, 1]
+  assert json.loads(json.dumps(spec)) == spec
+
+
+def test_report_flop_source_and_saved_log(tmp_path):
+  sys.path.insert(0, ROOT)
+  from benchmarks import gpu
+
+  jx = {"impl": "ssljax", "framework": "jax", "precision": "bfloat16", "batch_per_gpu": 2,
+        "gpus": 1, "encoder": "resnet50", "view_size": 224, "projector": [8, 8],
+        "input_shape": [256, 256, 3], "step_s": 0.1, "samples_per_s_per_gpu": 20.0,
+        "compile_s": 1.0, "flops_per_step_per_gpu": float("nan"),
+        "flops_compiled_per_step_per_gpu": 1e9}
+  pt = {"impl": "pytorch", "framework": "torch", "precision": "bf16 autocast", "batch_per_gpu": 2,
+        "step_s": 0.2, "samples_per_s_per_gpu": 10.0, "arch": "resnet50",
+        "torch_counted_flops_per_step": 5e13}
+  # No lowered count: PyTorch's count of the same step, MFU = 5e13 / 0.1 s / 1e15 = 50%.
+  flops, source = gpu._shared_flops(jx, pt)
+  assert flops == 5e13 and source.startswith("PyTorch's FLOP counter")
+  assert gpu._shared_flops({**jx, "flops_per_step_per_gpu": 4e13}, pt)[0] == 4e13
+  assert gpu._shared_flops(jx, None)[0] == 1e9
+  log = tmp_path / "gpu.log"
+  log.write_text("noise\n" + gpu._MARK + json.dumps(
+      {"ssljax": jx, "pytorch": pt, "device_kind": "NVIDIA H200", "peak": 1e15}) + "\n")
+  report = gpu.report_from_log(str(log))
+  row = [line for line in report.splitlines() if line.startswith("| ssljax")][0]
+  assert "| 50.00 | 50.0% |" in row
+  with pytest.raises(SystemExit, match="has no SSLJAX_GPU_JSON line"):
+    (tmp_path / "empty.log").write_text("nothing\n")
+    gpu.report_from_log(str(tmp_path / "empty.log"))
