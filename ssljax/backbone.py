@@ -396,7 +396,9 @@ def _same_tree(a, b) -> bool:
 def _replace_copies(tree, value):
   """``tree`` with every sub-dict shaped exactly like ``value`` replaced by ``value``."""
   if _same_tree(tree, value):
-    return value, 1
+    # A copy each: two places holding one host array become one device buffer, which the
+    # train step's donation then refuses ("donate the same buffer twice").
+    return jax.tree.map(lambda a: np.array(a, copy=True), value), 1
   if isinstance(tree, dict):
     out, count = {}, 0
     for key, sub in tree.items():
