@@ -174,6 +174,7 @@ def eval_data(**fields) -> mlc.ConfigDict:
 # Tables (ssljax.data.tables): scikit-learn's bundled ones ship offline.
 TABLE_DATASETS = ("sklearn:breast_cancer", "sklearn:wine", "sklearn:digits", "sklearn:diabetes")
 TABLE_ENCODERS = ("ft_transformer", "mlp")
+SERIES_ENCODERS = ("ts2vec", "causal_cnn")
 
 
 def set_table_data(c: mlc.ConfigDict, name: str) -> None:
@@ -194,6 +195,29 @@ def set_table_data(c: mlc.ConfigDict, name: str) -> None:
   c.eval.rankme_every_steps = 0
   c.log_every_steps = 20
   c.checkpoint_every_steps = 500
+
+
+def set_series_data(c: mlc.ConfigDict, name: str) -> None:
+  """``input.data`` for time series (see ``ssljax.data.series``) and their evaluation.
+
+  ``name``: ``ucr:<Name>``, ``uea:<Name>``, ``ts`` or ``npz`` (with ``path``). The evaluators are
+  the time-series protocol (``svm``: an RBF SVM with its C cross-validated on the training split,
+  as TS2Vec and T-Loss report) and the core's kNN and linear probe; the baselines (the same SVM
+  and a Euclidean 1-NN on the raw series) and the untrained encoder (``at_init``) are cheap here.
+  """
+  c.input.data = mlc.ConfigDict(dict(
+      name=name, data_dir=mlc.FieldReference(None, field_type=str),
+      path=mlc.FieldReference(None, field_type=str), download=False, train_split="train",
+      eval_split="test", labels=True, normalize="auto", test_fraction=0.2))
+  c.input.views = mlc.ConfigDict()
+  c.eval.evals = "svm,classification"
+  c.eval.baselines = True
+  c.eval.at_init = True
+  c.eval.knn_k = (5,)
+  c.eval.linear_epochs = 200
+  c.eval.rankme_every_steps = 0
+  c.log_every_steps = 20
+  c.checkpoint_every_steps = 1000
 
 
 def _optimizer(name: str, **fields) -> mlc.ConfigDict:
@@ -247,6 +271,11 @@ def runlocal(c: mlc.ConfigDict) -> mlc.ConfigDict:
     # Two stages of one block (16 features): compiles in a fraction of a ResNet-18's time.
     c.encoder.name = "resnet_tiny"
     c.encoder.width = 8
+  elif str(c.encoder.name) in SERIES_ENCODERS:  # Series encoders: narrow and shallow.
+    c.encoder.width = 16
+    for key, value in (("hidden", 8), ("depth", 2), ("channels", 8), ("reduced_size", 16)):
+      if key in c.encoder:
+        c.encoder[key] = value
   elif str(c.encoder.name) in TABLE_ENCODERS:  # Table encoders: one narrow layer.
     c.encoder.width = 16
     if "depth" in c.encoder:

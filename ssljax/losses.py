@@ -491,3 +491,304 @@ def jepa_loss(pred_kbth: jax.Array, target_kbth: jax.Array, valid) -> jax.Array:
   squared = jnp.square(pred_kbth.astype(jnp.float32) - target_kbth.astype(jnp.float32))
   count = jnp.maximum(weight.sum(), 1.0) * pred_kbth.shape[-1]
   return jnp.sum(squared * weight) / count
+
+
+# ------------------------------------------------------------------ TS2Vec on a valid prefix
+
+
+def _masked_neg_log_softmax_pairs(sim_nmm, valid_m, first, second):
+  """-log softmax of ``sim`` rows over the other valid columns, at (first[i], second[i])."""
+  m = sim_nmm.shape[-1]
+  allowed = valid_m[None, :] & ~jnp.eye(m, dtype=bool)
+  logits = jnp.where(allowed[None], sim_nmm, -jnp.inf)
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  return -logp[:, first, second]
+
+
+def ts2vec_instance_loss_masked(z1_btd: jax.Array, z2_btd: jax.Array, length) -> jax.Array:
+  """:func:`ts2vec_instance_loss` on the first ``length`` timestamps (a traced scalar) only."""
+  b, t, _ = z1_btd.shape
+  if b == 1:
+    return jnp.zeros((), jnp.float32)
+  z = jnp.concatenate([z1_btd, z2_btd], axis=0).transpose(1, 0, 2)  # [T, 2B, D]
+  sim = jnp.matmul(z, z.transpose(0, 2, 1), precision=jax.lax.Precision.HIGHEST)
+  i = jnp.arange(b)
+  rows = jnp.ones((2 * b,), bool)
+  a = _masked_neg_log_softmax_pairs(sim, rows, i, b + i)  # [T, B]
+  c = _masked_neg_log_softmax_pairs(sim, rows, b + i, i)
+  keep = (jnp.arange(t) < length)[:, None]
+  count = jnp.maximum(jnp.minimum(length, t), 1) * b
+  return (jnp.sum(jnp.where(keep, a, 0.0)) + jnp.sum(jnp.where(keep, c, 0.0))) / (2.0 * count)
+
+
+def ts2vec_temporal_loss_masked(z1_btd: jax.Array, z2_btd: jax.Array, length) -> jax.Array:
+  """:func:`ts2vec_temporal_loss` on the first ``length`` timestamps (a traced scalar) only:
+  the other timestamps take no part in any softmax."""
+  b, t, _ = z1_btd.shape
+  z = jnp.concatenate([z1_btd, z2_btd], axis=1)  # [B, 2T, D]
+  sim = jnp.matmul(z, z.transpose(0, 2, 1), precision=jax.lax.Precision.HIGHEST)
+  keep_t = jnp.arange(t) < length
+  valid = jnp.concatenate([keep_t, keep_t])
+  s = jnp.arange(t)
+  a = _masked_neg_log_softmax_pairs(sim, valid, s, t + s)  # [B, T]
+  c = _masked_neg_log_softmax_pairs(sim, valid, t + s, s)
+  count = jnp.maximum(jnp.minimum(length, t), 1) * b
+  total = (jnp.sum(jnp.where(keep_t[None], a, 0.0)) + jnp.sum(jnp.where(keep_t[None], c, 0.0)))
+  return jnp.where(length > 1, total / (2.0 * count), 0.0)
+
+
+def ts2vec_hierarchical_loss_masked(z1_btd: jax.Array, z2_btd: jax.Array, length, *,
+                                    alpha: float = 0.5, temporal_unit: int = 0) -> jax.Array:
+  """:func:`ts2vec_hierarchical_loss` of ``z1[:, :length]`` and ``z2[:, :length]`` for a traced
+  ``length``, on arrays of a fixed length T (TS2Vec's crop length changes every step).
+
+  Scale ``s`` holds ``length // 2**s`` valid timestamps (max-pooling by 2 drops an odd last
+  one, as ``F.max_pool1d``); a scale with more than one adds the instance and temporal terms, the
+  scale with exactly one adds the instance term, and the sum is divided by the number of scales
+  with at least one timestamp: what the official loop computes on the sliced arrays.
+  """
+  length = jnp.asarray(length, jnp.int32)
+  z1, z2 = z1_btd.astype(jnp.float32), z2_btd.astype(jnp.float32)
+  total = jnp.zeros((), jnp.float32)
+  scales = jnp.zeros((), jnp.float32)
+  level, cur = 0, length
+  while z1.shape[1] >= 1:
+    inst = ts2vec_instance_loss_masked(z1, z2, cur) if alpha != 0 else 0.0
+    term = alpha * inst
+    if level >= temporal_unit and alpha != 1:
+      term = term + jnp.where(cur > 1, (1 - alpha) * ts2vec_temporal_loss_masked(z1, z2, cur),
+                              0.0)
+    total = total + jnp.where(cur >= 1, term, 0.0)
+    scales = scales + (cur >= 1).astype(jnp.float32)
+    if z1.shape[1] == 1:
+      break
+    z1, z2 = _max_pool_time2(z1), _max_pool_time2(z2)
+    cur, level = cur // 2, level + 1
+  return total / jnp.maximum(scales, 1.0)
+
+
+def _max_pool_time2(z_btd: jax.Array) -> jax.Array:
+  """Max over pairs of timestamps (kernel 2, stride 2; an odd last timestamp is dropped)."""
+  b, t, d = z_btd.shape
+  t2 = t // 2
+  return jnp.max(z_btd[:, :2 * t2].reshape(b, t2, 2, d), axis=2)
+
+
+# ------------------------------------------------------------------ TS2Vec (fixed length)
+
+
+def _check_series_pair(z1_btd: jax.Array, z2_btd: jax.Array, name: str) -> None:
+  if z1_btd.ndim != 3 or z1_btd.shape != z2_btd.shape:
+    raise ValueError(f"{name}: expected two [B, T, D] arrays of the same shape, got "
+                     f"{z1_btd.shape} and {z2_btd.shape}")
+
+
+def ts2vec_instance_loss(z1_btd: jax.Array, z2_btd: jax.Array) -> jax.Array:
+  """TS2Vec instance-wise contrastive loss (Yue et al., "TS2Vec: Towards Universal Representation
+  of Time Series", AAAI 2022).
+
+  At each timestamp t the 2B representations of both views are contrasted: the logits of row i are
+  its plain dot products (no normalisation, no temperature) with the 2B - 1 other rows (itself
+  excluded), and its positive is the same series in the other view. The loss is
+  ``(mean_{t,i} -log p_t(i -> B + i) + mean_{t,i} -log p_t(B + i -> i)) / 2``, as the official
+  code (which drops the diagonal with a tril/triu shift; here it is masked to -inf instead).
+
+  Args:
+    z1_btd: [B, T, D] timestamp representations of view 1 (global batch).
+    z2_btd: [B, T, D] representations of view 2 (same rows = same series, same timestamps).
+
+  Returns:
+    Scalar float32 loss; 0 when B == 1 (no other series to contrast with).
+  """
+  _check_series_pair(z1_btd, z2_btd, "ts2vec_instance_loss")
+  b = z1_btd.shape[0]
+  if b == 1:
+    return jnp.zeros((), jnp.float32)
+  z = jnp.concatenate([z1_btd, z2_btd], axis=0).astype(jnp.float32).transpose(1, 0, 2)  # [T,2B,D]
+  sim_tmm = jnp.matmul(z, z.transpose(0, 2, 1), precision=_HIGHEST)
+  rows_m = jnp.ones((2 * b,), bool)
+  i = jnp.arange(b)
+  a_tb = _masked_neg_log_softmax_pairs(sim_tmm, rows_m, i, b + i)
+  c_tb = _masked_neg_log_softmax_pairs(sim_tmm, rows_m, b + i, i)
+  return (jnp.mean(a_tb) + jnp.mean(c_tb)) / 2.0
+
+
+def ts2vec_temporal_loss(z1_btd: jax.Array, z2_btd: jax.Array) -> jax.Array:
+  """TS2Vec temporal contrastive loss (Yue et al., AAAI 2022).
+
+  Within each series the 2T timestamps of both views are contrasted: the logits of timestamp s are
+  its dot products with the 2T - 1 other timestamps of the same series (itself excluded), and its
+  positive is the same timestamp in the other view. The loss is
+  ``(mean_{b,t} -log p_b(t -> T + t) + mean_{b,t} -log p_b(T + t -> t)) / 2``.
+
+  Args:
+    z1_btd: [B, T, D] timestamp representations of view 1.
+    z2_btd: [B, T, D] representations of view 2 (same rows, same timestamps).
+
+  Returns:
+    Scalar float32 loss; 0 when T == 1.
+  """
+  _check_series_pair(z1_btd, z2_btd, "ts2vec_temporal_loss")
+  t = z1_btd.shape[1]
+  if t == 1:
+    return jnp.zeros((), jnp.float32)
+  z = jnp.concatenate([z1_btd, z2_btd], axis=1).astype(jnp.float32)  # [B, 2T, D]
+  sim_bmm = jnp.matmul(z, z.transpose(0, 2, 1), precision=_HIGHEST)
+  cols_m = jnp.ones((2 * t,), bool)
+  s = jnp.arange(t)
+  a_bt = _masked_neg_log_softmax_pairs(sim_bmm, cols_m, s, t + s)
+  c_bt = _masked_neg_log_softmax_pairs(sim_bmm, cols_m, t + s, s)
+  return (jnp.mean(a_bt) + jnp.mean(c_bt)) / 2.0
+
+
+def ts2vec_hierarchical_loss(z1_btd: jax.Array, z2_btd: jax.Array, *, alpha: float = 0.5,
+                             temporal_unit: int = 0) -> jax.Array:
+  """TS2Vec hierarchical contrastive loss (Yue et al., AAAI 2022, Algorithm 1).
+
+  At every scale with T > 1 it adds ``alpha * instance + (1 - alpha) * temporal`` (the temporal
+  term only from scale ``temporal_unit`` on), then max-pools both views along time (kernel 2,
+  stride 2; an odd last timestamp is dropped, as ``F.max_pool1d``). The final scale with T == 1
+  adds ``alpha * instance``. The sum is divided by the number of scales. A zero-weight term is
+  skipped, as in the official code. T is static, so the loop unrolls under jit.
+
+  Args:
+    z1_btd: [B, T, D] timestamp representations of view 1 (global batch), T >= 1.
+    z2_btd: [B, T, D] representations of view 2 (same rows, same timestamps).
+    alpha: weight of the instance term; ``1 - alpha`` weighs the temporal term (official: 0.5).
+    temporal_unit: the first scale (0 = the input resolution) with a temporal term.
+
+  Returns:
+    Scalar float32 loss.
+
+  Raises:
+    ValueError: if the shapes differ, are not [B, T, D], or T == 0.
+  """
+  _check_series_pair(z1_btd, z2_btd, "ts2vec_hierarchical_loss")
+  if z1_btd.shape[1] < 1:
+    raise ValueError(f"ts2vec_hierarchical_loss: needs T >= 1, got shape {z1_btd.shape}")
+  z1, z2 = z1_btd.astype(jnp.float32), z2_btd.astype(jnp.float32)
+  loss = jnp.zeros((), jnp.float32)
+  depth = 0
+  while z1.shape[1] > 1:
+    if alpha != 0:
+      loss = loss + alpha * ts2vec_instance_loss(z1, z2)
+    if depth >= temporal_unit and alpha != 1:
+      loss = loss + (1 - alpha) * ts2vec_temporal_loss(z1, z2)
+    depth += 1
+    z1, z2 = _max_pool_time2(z1), _max_pool_time2(z2)
+  if z1.shape[1] == 1:
+    if alpha != 0:
+      loss = loss + alpha * ts2vec_instance_loss(z1, z2)
+    depth += 1
+  return loss / depth
+
+
+# ------------------------------------------------------------------ T-Loss
+
+
+def tloss_triplet_loss(ref_bd: jax.Array, pos_bd: jax.Array, neg_kbd: jax.Array, *,
+                       negative_penalty: float = 1.0) -> jax.Array:
+  """T-Loss triplet loss with time-based negative sampling (Franceschi, Dieuleveut & Jaggi,
+  "Unsupervised Scalable Representation Learning for Multivariate Time Series", NeurIPS 2019).
+
+  ``-mean_b log sig(<r_b, p_b>) - (negative_penalty / K) sum_k mean_b log sig(-<r_b, n_kb>)``
+  with sig the logistic sigmoid and r, p, n the representations of the reference, positive and
+  negative windows. This is the official code's weighting (``multiplicative_ratio =
+  negative_penalty / nb_random_samples``, ``negative_penalty`` = 1 by default): the K negative
+  terms are averaged. The paper's Eq. (1) sums them, which is ``negative_penalty = K``.
+
+  Args:
+    ref_bd: [B, D] representations of the reference windows (global batch).
+    pos_bd: [B, D] representations of the positive windows (sub-windows of the references).
+    neg_kbd: [K, B, D] representations of the K negative windows of each example.
+    negative_penalty: weight of the (averaged) negative terms, > 0.
+
+  Returns:
+    Scalar float32 loss.
+
+  Raises:
+    ValueError: on inconsistent shapes, K == 0, or ``negative_penalty <= 0``.
+  """
+  _check_pair(ref_bd, pos_bd, "tloss_triplet_loss")
+  if neg_kbd.ndim != 3 or neg_kbd.shape[1:] != ref_bd.shape or neg_kbd.shape[0] < 1:
+    raise ValueError(f"tloss_triplet_loss: expected negatives [K >= 1, B, D] with [B, D] = "
+                     f"{ref_bd.shape}, got {neg_kbd.shape}")
+  _check_positive("tloss_triplet_loss negative_penalty", negative_penalty)
+  ref = ref_bd.astype(jnp.float32)
+  pos_b = jnp.sum(ref * pos_bd.astype(jnp.float32), axis=-1)
+  neg_kb = jnp.einsum("bd,kbd->kb", ref, neg_kbd.astype(jnp.float32), precision=_HIGHEST)
+  k = neg_kbd.shape[0]
+  neg_term = jnp.sum(jnp.mean(jax.nn.log_sigmoid(-neg_kb), axis=1))
+  return -jnp.mean(jax.nn.log_sigmoid(pos_b)) - (negative_penalty / k) * neg_term
+
+
+def tloss_sample_windows(rng: jax.Array, batch_size: int, length: int, *, num_negatives: int,
+                         min_length: int = 1):
+  """Draws T-Loss's reference, positive and negative windows (Franceschi et al., NeurIPS 2019).
+
+  As the official sampler, with one draw of the lengths per step, shared by the batch:
+  ``pos_len ~ U{min_length..length}`` (official: ``min_length`` = 1), ``ref_len ~
+  U{pos_len..length}``; per example a reference window ``[ref_start, ref_start + ref_len)`` at a
+  uniform start, a positive window of length ``pos_len`` at a uniform offset inside it, and K
+  negative windows of length ``pos_len`` at uniform starts in ``[0, length - pos_len]``.
+
+  Deviation: the official code draws each negative's series from the whole training set (its own
+  series included). Losses here see the global batch only, so each negative's series is drawn
+  uniformly from the OTHER rows of the batch (never the anchor's own row).
+
+  JAX needs static shapes, so windows are returned as starts and (traced) lengths, not slices;
+  :func:`window_mask` turns them into [..., T] masks, e.g. for an encoder that max-pools over the
+  masked timestamps. To reproduce encoding the slice itself, the encoder must also ignore the
+  timestamps outside the mask (e.g. zero them before a causal convolution).
+
+  Args:
+    rng: a PRNG key.
+    batch_size: B >= 2 (static).
+    length: the series length T >= 1 (static); all windows lie in ``[0, length)``. The official
+      ``compared_length`` cap corresponds to passing ``min(compared_length, T)``.
+    num_negatives: K >= 1 negative windows per example (official ``nb_random_samples``: 10).
+    min_length: smallest positive/negative window length, in ``[1, length]``.
+
+  Returns:
+    ``(pos_start_b, pos_len, ref_start_b, ref_len, neg_row_kb, neg_start_kb)``: int32 arrays, the
+    two lengths scalars, ``neg_row_kb[k, b]`` the batch row of example b's k-th negative.
+
+  Raises:
+    ValueError: if an argument is outside the ranges above.
+  """
+  if batch_size < 2:
+    raise ValueError(f"tloss_sample_windows: needs batch_size >= 2 (negatives come from other "
+                     f"rows), got {batch_size}")
+  if length < 1 or not 1 <= min_length <= length:
+    raise ValueError(f"tloss_sample_windows: needs 1 <= min_length <= length, got "
+                     f"min_length={min_length}, length={length}")
+  if num_negatives < 1:
+    raise ValueError(f"tloss_sample_windows: num_negatives must be >= 1, got {num_negatives}")
+  k_pos, k_ref, k_ref_start, k_offset, k_row, k_neg = jax.random.split(rng, 6)
+  b, k = batch_size, num_negatives
+  pos_len = jax.random.randint(k_pos, (), min_length, length + 1, dtype=jnp.int32)
+  ref_len = jax.random.randint(k_ref, (), pos_len, length + 1, dtype=jnp.int32)
+  ref_start_b = jax.random.randint(k_ref_start, (b,), 0, length - ref_len + 1, dtype=jnp.int32)
+  offset_b = jax.random.randint(k_offset, (b,), 0, ref_len - pos_len + 1, dtype=jnp.int32)
+  # A shift in {1..B-1} modulo B: uniform over the other rows.
+  shift_kb = jax.random.randint(k_row, (k, b), 1, b, dtype=jnp.int32)
+  neg_row_kb = (jnp.arange(b, dtype=jnp.int32)[None, :] + shift_kb) % b
+  neg_start_kb = jax.random.randint(k_neg, (k, b), 0, length - pos_len + 1, dtype=jnp.int32)
+  return ref_start_b + offset_b, pos_len, ref_start_b, ref_len, neg_row_kb, neg_start_kb
+
+
+def window_mask(start_b: jax.Array, length, total_T: int) -> jax.Array:
+  """Marks the timestamps ``[start, start + length)`` of each window.
+
+  Args:
+    start_b: [...] integer window starts, e.g. [B] or [K, B].
+    length: window length, a scalar (possibly traced) or an array of ``start_b``'s shape.
+    total_T: the series length T (static).
+
+  Returns:
+    bool [..., T] mask (``start_b``'s shape plus T).
+  """
+  t = jnp.arange(total_T)
+  start = jnp.asarray(start_b)[..., None]
+  end = start + jnp.asarray(length)[..., None]
+  return (t >= start) & (t < end)

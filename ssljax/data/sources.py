@@ -20,14 +20,15 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ssljax.data import digits, tables
+from ssljax.data import digits, series, tables
 from ssljax.data.checks import check_npz_pair
 from ssljax.errors import ConfigError, DataError
 
 _DIGITS_NAMES = ("digits", digits.NAME)
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _HOLDOUT_SEED = 0  # fixed: the folder/npz hold-out split must be the same on every run and host
-_NAME_HINT = ("use 'digits', 'folder', 'npz' or a TFDS name such as cifar10, cifar100, stl10, "
+_NAME_HINT = ("use 'digits', 'folder', 'npz', a table (sklearn:<name>, csv), a time series set "
+              "(ucr:<Name>, uea:<Name>, ts) or a TFDS name such as cifar10, cifar100, stl10, "
               "imagenette, imagenet2012")
 # A random-access TFDS split whose decoded images fit in this many bytes keeps each image in
 # memory after its first read, so later epochs skip the array_record read and the PNG/JPEG decode
@@ -80,12 +81,15 @@ class DatasetInfo:
 
   @property
   def modality(self) -> str:
-    """``'image'`` when the examples hold an ``image``, ``'table'`` for ``x_num`` / ``x_cat``."""
+    """``'image'`` when the examples hold an ``image``, ``'table'`` for ``x_num`` / ``x_cat``,
+    ``'series'`` for ``series`` (time series, :mod:`ssljax.data.series`)."""
     spec = self.element_spec
     if "image" in spec:
       return "image"
     if "x_num" in spec or "x_cat" in spec:
       return "table"
+    if "series" in spec:
+      return "series"
     return "other"
 
   @property
@@ -337,6 +341,8 @@ def open_split(data_cfg, split: str, *, key: str) -> Split:
   name = data_name(data_cfg)
   if tables.is_table(name):
     opened = _table_split(data_cfg, split, key=key)
+  elif series.is_series(name, data_cfg):
+    opened = _series_split(data_cfg, split, key=key)
   elif name in ("folder", "npz"):
     opened = _memory_split(data_cfg, name, split, key=key)
   else:
@@ -355,6 +361,14 @@ def _table_split(data_cfg, split: str, *, key: str) -> Split:
                    for k, (shape, dtype) in tables.element_spec(table).items())
   return Split(source=table, num_classes=table.num_classes, image_shape=None, features=features,
                task=table.task, cardinalities=table.preprocessor.cardinalities)
+
+
+def _series_split(data_cfg, split: str, *, key: str) -> Split:
+  sset = series.load_series(data_cfg, split, key=key)
+  features = tuple((k, shape, np.dtype(dtype).name)
+                   for k, (shape, dtype) in sset.element_spec().items())
+  return Split(source=sset, num_classes=sset.num_classes, image_shape=None, features=features,
+               task="classification" if sset.label is not None else None)
 
 
 # ----------------------------------------------------------------------------- TFDS

@@ -53,7 +53,7 @@ import numpy as np
 from ssljax import data, sharding, writers
 from ssljax.data import augment
 from ssljax.errors import ConfigError, DataError
-from ssljax.evals import regression
+from ssljax.evals import regression, svm
 from ssljax.evals.knn import knn_top1
 from ssljax.evals.linear import linear_probe
 from ssljax.metrics import normalized_std, rankme
@@ -285,8 +285,9 @@ class Evaluator:
 
   @property
   def baselines_on(self) -> bool:
-    """Whether the probes also run on the raw features (``eval.baselines``, tables only)."""
-    return bool(self.cfg.get("baselines", False)) and self.info.modality == "table"
+    """Whether the probes also run on the raw features (``eval.baselines``; tables, and time
+    series, whose raw baselines the ``svm`` evaluator computes)."""
+    return bool(self.cfg.get("baselines", False)) and self.info.modality in ("table", "series")
 
   def probe_splits(self, state) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The probe data's train (at most ``eval.max_train_samples`` rows) and test features,
@@ -352,7 +353,7 @@ def classification(ev: Evaluator, state) -> dict[str, float]:
   raw-feature and GBDT baselines."""
   train, test = ev.probe_splits(state)
   results = ev.classification(train, test)
-  if ev.baselines_on:
+  if ev.baselines_on and ev.info.modality == "table":
     results.update(ev.baselines(train, test, "classification"))
   # The method's own classifier (supervised / semi-supervised methods): ``logits`` is its chosen
   # prediction, ``logits_<name>`` alternatives (e.g. SLA's aggregated inference).
@@ -374,6 +375,7 @@ def regression_eval(ev: Evaluator, state) -> dict[str, float]:
 
 register_evaluator("classification", classification, tasks=("classification",))
 register_evaluator("regression", regression_eval, tasks=("regression",))
+register_evaluator("svm", svm.evaluate, tasks=("classification",))
 
 
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:

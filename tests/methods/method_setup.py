@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssljax import data, methods, train
-from ssljax.data import augment, tables
+from ssljax.data import augment, series, tables
 
 
 class Built(NamedTuple):
@@ -55,8 +55,9 @@ def build(name, arg="runlocal", total_steps=100, steps_per_epoch=10, **overrides
   key = (name, arg, total_steps, steps_per_epoch, tuple(sorted(overrides.items())))
   if key not in _BUILT:
     config = config_of(name, arg, **overrides)
-    # Tables ship with scikit-learn (no data dir needed) and their methods need the columns.
-    info = data.get_info(config.input.data) if is_table(config) else None
+    # Tables ship with scikit-learn and time series with aeon (no data dir needed); their
+    # methods need the columns / the series' shape.
+    info = data.get_info(config.input.data) if not is_image(config) else None
     method = methods.make(config, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
                           info=info)
     if info is None:
@@ -91,3 +92,9 @@ def setup(name, arg="runlocal", batch=16, total_steps=100, steps_per_epoch=10, *
 
 def is_table(config) -> bool:
   return tables.is_table(str(config.input.data.name))
+
+
+def is_image(config) -> bool:
+  """Neither a table nor a time series (those name their data source by a prefix)."""
+  name = str(config.input.data.name)
+  return not (tables.is_table(name) or series.is_series(name, config.input.data))

@@ -32,7 +32,7 @@ import math
 import pytest
 
 from ssljax import methods, train
-from ssljax.data import digits, tables
+from ssljax.data import digits, series, tables
 
 STEPS = 200  # At batch 128: 10 steps per epoch of the 1,347 training digits, 20 epochs.
 BATCH = 128
@@ -97,13 +97,18 @@ def learning_config(name: str, data_dir: str):
   return c
 
 
-def _is_table(name: str) -> bool:
+def _kind(name: str) -> str:
+  """'table', 'series' or 'image': the kind of the method's default data."""
   config = importlib.import_module(f"experiments.{name}").get_config()
-  return tables.is_table(str(config.input.data.name))
+  data_name = str(config.input.data.name)
+  if tables.is_table(data_name):
+    return "table"
+  return "series" if series.is_series(data_name, config.input.data) else "image"
 
 
-IMAGE_METHODS = [n for n in methods.available() if not _is_table(n)]
-TABLE_METHODS = [n for n in methods.available() if _is_table(n)]
+IMAGE_METHODS = [n for n in methods.available() if _kind(n) == "image"]
+TABLE_METHODS = [n for n in methods.available() if _kind(n) == "table"]
+SERIES_METHODS = [n for n in methods.available() if _kind(n) == "series"]
 # Steps of each table method's shortened default, and why that many.
 TABLE_STEPS = {
     "scarf": 400,  # digits table, batch 128: kNN 96.4% at init -> 98.3% (2200 steps: 97.8%).
@@ -149,6 +154,27 @@ def test_table_method_learns_without_collapse_and_beats_its_init(name, tmp_path)
   c.eval.at_init = True
   margin = None if name in TABLE_KNN_NOT_YET else TABLE_KNN_MARGIN
   _assert_learned(train.train_and_evaluate(c, str(tmp_path)), margin)
+
+
+# Steps of each time-series method's shortened default (on its default UCR set), and why.
+SERIES_STEPS = {
+    "ts2vec": 100,  # GunPoint, batch 8 (half the official 200): kNN (k=5) 80.0% at init.
+}
+SERIES_KNN_MARGIN = 0.03  # 3 points: 5 of GunPoint's 150 test series.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SERIES_METHODS)
+def test_series_method_learns_without_collapse_and_beats_its_init(name, tmp_path):
+  c = importlib.import_module(f"experiments.{name}").get_config()
+  c.total_steps = SERIES_STEPS[name]
+  c.mesh = (("data", 1),)
+  c.checkpoint_every_steps = c.total_steps
+  c.eval.evals = "classification"  # kNN is what the margin reads; the SVM search takes longer.
+  c.eval.linear = False
+  c.eval.baselines = False
+  c.eval.at_init = True
+  _assert_learned(train.train_and_evaluate(c, str(tmp_path)), SERIES_KNN_MARGIN)
 
 
 def _assert_learned(results, knn_margin: float | None) -> None:

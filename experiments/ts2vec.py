@@ -1,0 +1,51 @@
+r"""TS2Vec (Yue et al., AAAI 2022): hierarchical contrastive learning over overlapping crops.
+
+Variants (the argument after the colon; combine with commas):
+
+* default — ``ucr:GunPoint`` (50 training / 150 test series of 150 timestamps, 2 classes; ships
+  inside aeon, so offline)::
+
+    python main.py --config=experiments/ts2vec.py --workdir=/tmp/ts2vec
+
+* ``data=<name>`` — any UCR/UEA set (``ucr:ArrowHead``, ``ucr:ItalyPowerDemand``,
+  ``uea:BasicMotions``, ``uea:JapaneseVowels``, ...; the others download with
+  ``--config.input.data.download=True``), or your own ``ts`` / ``npz`` file with
+  ``--config.input.data.path=...``.
+* ``steps=<n>`` — the run length. The official default is 200 iterations for data sets of at most
+  100,000 values (N x T x C) and 600 above.
+* ``runlocal`` — a few steps of a narrow, shallow encoder (tests, laptops).
+
+The recipe is the official code's (``ts2vec.py`` / ``train.py`` defaults): encoder input projection
+to 64 channels, 10 residual blocks of two dilated convolutions (kernel 3, dilation 2^i) plus one
+to the 320-dimensional output, timestamp masking p = 0.5, representation dropout 0.1; AdamW
+(PyTorch's default weight decay 0.01) at lr 1e-3, batch 8; alpha 0.5, temporal unit 0; the
+evaluated encoder is the uniform average of the weights over all steps (SWA). Evaluation: the max
+over time of the whole series' representation, an RBF SVM with C chosen by 5-fold CV on the
+training split (``svm_top1``), plus kNN and the linear probe.
+
+Published (TS2Vec, Table 8 of the paper's appendix, UCR; RBF SVM on the representations): see
+``README.md``'s time-series table for ssljax's numbers beside T-Loss's, the target the issue sets.
+"""
+
+import ml_collections as mlc
+
+from experiments import common
+
+
+def get_config(arg=None) -> mlc.ConfigDict:
+  """Returns the TS2Vec config for the variant in ``arg`` (see the module docstring)."""
+  arg = common.parse_arg(arg, data="ucr:GunPoint", steps=200, runlocal=False)
+  c = common.base_config()
+  c.method = "ts2vec"
+  common.set_series_data(c, arg.data)
+  c.total_steps = int(arg.steps)
+  c.input.batch_size = 8
+  c.encoder = common.encoder(dict(name="ts2vec", hidden=64, width=320, depth=10, kernel=3,
+                                  repr_dropout=0.1, mask_prob=0.5))
+  c.ts2vec = mlc.ConfigDict(dict(alpha=0.5, temporal_unit=0, swa=True))
+  # torch.optim.AdamW(lr=1e-3): weight decay 0.01, no schedule.
+  c.optim = common.adamw(lr=1e-3, weight_decay=0.01, warmup_epochs=0.0, min_lr_ratio=1.0)
+  if arg.runlocal:
+    common.runlocal(c)
+    c.input.batch_size = 8
+  return c
