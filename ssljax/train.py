@@ -337,7 +337,8 @@ def check_views_fit_data(method: methods.Method, info: data.DatasetInfo) -> None
     if wanted is not None and wanted != info.modality:
       raise ConfigError(
           f"method={method.name!r} makes {wanted} views but input.data.name={info.name!r} holds "
-          f"{info.modality} data; use a method for {info.modality} data (tables: t_jepa, scarf) "
+          f"{info.modality} data; use a method for {info.modality} data (tables: t_jepa, scarf; "
+          "time series: ts2vec, tloss) "
           f"or {wanted} data")
 
 

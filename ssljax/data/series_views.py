@@ -134,3 +134,107 @@ def time_mask(rng, x_btc: jax.Array, *, rate: float) -> tuple[jax.Array, jax.Arr
   """Each timestamp zeroed with probability ``rate``; returns ``(x, kept bool [B, T])``."""
   kept = jax.random.bernoulli(rng, 1.0 - rate, x_btc.shape[:2])
   return jnp.where(kept[..., None], x_btc, 0.0), kept
+
+
+@dataclasses.dataclass(frozen=True)
+class TLossWindows:
+  """T-Loss's reference, positive and negative windows (Franceschi, Dieuleveut & Jaggi, NeurIPS
+  2019), each moved to the front of a length-T buffer.
+
+  Each series ``b`` of the batch gets a reference window, a positive window inside it, and
+  ``num_negatives`` (K) negative windows taken from OTHER rows of the batch (the official code
+  draws the negatives' series from the whole training set, its own series included; a loss here
+  sees the global batch, see :func:`ssljax.losses.tloss_sample_windows`). The draws are the
+  official samplers':
+
+  * every row spans the whole buffer (``length == T``; fixed-length data, the official
+    ``TripletLoss``): :func:`ssljax.losses.tloss_sample_windows`, one positive length
+    ``p ~ U{min_length..T}`` and one reference length ``r ~ U{p..T}`` shared by the batch, the
+    reference at a uniform start per row, the positive at a uniform offset inside it, the
+    negatives of length ``p`` at uniform starts;
+  * otherwise (varying lengths, the official ``TripletLossVaryingLength``): the same draws per
+    row within the row's own length ``n_b``: ``p_b ~ U{min(min_length, n_b)..n_b}``,
+    ``r_b ~ U{p_b..n_b}``, the reference's start in ``[0, n_b - r_b]``, and each negative its own
+    length ``U{min(min_length, n)..n}`` and start in ``[0, n - length]`` with ``n`` the length
+    of the negative's row. No window ever covers padding.
+
+  The official code tells the two cases apart once for the data set (NaN padding anywhere in the
+  training set); here each batch decides, which differs only on batches of varying-length data
+  whose rows all have the longest length (they get the fixed-length draws).
+
+  Windows are cropped as the official code crops them, with static shapes: window ``[s, s + L)``
+  becomes ``series[:L] = x[s : s + L]`` and zeros after, with ``valid = t < L``
+  (:func:`ssljax.models.sequence.shift_to_front`); the causal encoder pooled over ``valid``
+  then equals the encoder applied to the cropped window alone.
+
+  Returns ``{"ref": {"series" [B, T, C], "valid" [B, T]}, "pos": {...}, "neg": {"series"
+  [B, K, T, C], "valid" [B, K, T]}, "draws": {...}}``: every array has the batch as its leading
+  axis (so the view shards, and splits into microbatches, along it; negatives are gathered from
+  the global batch before any split). ``draws`` holds the windows as int32 indices:
+  ``ref_start``, ``ref_len``, ``pos_start``, ``pos_len`` [B] and ``neg_row``, ``neg_start``,
+  ``neg_len`` [B, K] (``neg_row[b, k]``: the batch row of example b's k-th negative).
+  """
+
+  num_negatives: int = 10
+  min_length: int = 1
+  modality = "series"
+
+  def __post_init__(self):
+    if int(self.num_negatives) < 1:
+      raise ConfigError(f"tloss.num_negatives={self.num_negatives} must be >= 1")
+    if int(self.min_length) < 1:
+      raise ConfigError(f"tloss.min_length={self.min_length} must be >= 1")
+
+  def __call__(self, rng, batch):
+    from ssljax import losses  # The sampler of the fixed-length case.
+
+    x = batch["series"]
+    b, t = x.shape[0], x.shape[1]
+    k, lo = int(self.num_negatives), int(self.min_length)
+    if b < 2:
+      raise ConfigError(f"T-Loss draws negatives from the other series of the batch; the batch "
+                        f"has {b} (input.batch_size must be >= 2)")
+    if lo > t:
+      raise ConfigError(f"tloss.min_length={lo} is longer than the series ({t} timestamps)")
+    length = jnp.clip(batch["length"].astype(jnp.int32), 1, t)
+    k_fixed, k_vary = jax.random.split(rng)
+
+    # Fixed length: the official TripletLoss (lengths shared by the batch).
+    pos_start, pos_len, ref_start, ref_len, neg_row, neg_start = losses.tloss_sample_windows(
+        k_fixed, b, t, num_negatives=k, min_length=lo)
+    fixed = dict(ref_start=ref_start, ref_len=jnp.full((b,), ref_len, jnp.int32),
+                 pos_start=pos_start, pos_len=jnp.full((b,), pos_len, jnp.int32),
+                 neg_row=neg_row.T, neg_start=neg_start.T,
+                 neg_len=jnp.full((b, k), pos_len, jnp.int32))
+
+    # Varying lengths: the official TripletLossVaryingLength (per-row lengths within each row).
+    ks = jax.random.split(k_vary, 7)
+    p_len = jax.random.randint(ks[0], (b,), jnp.minimum(lo, length), length + 1)
+    r_len = jax.random.randint(ks[1], (b,), p_len, length + 1)
+    r_start = jax.random.randint(ks[2], (b,), 0, length - r_len + 1)
+    p_start = r_start + jax.random.randint(ks[3], (b,), 0, r_len - p_len + 1)
+    # A shift in {1..B-1} modulo B: uniform over the other rows.
+    n_row = (jnp.arange(b, dtype=jnp.int32)[:, None]
+             + jax.random.randint(ks[4], (b, k), 1, b)) % b
+    n_full = length[n_row]
+    n_len = jax.random.randint(ks[5], (b, k), jnp.minimum(lo, n_full), n_full + 1)
+    n_start = jax.random.randint(ks[6], (b, k), 0, n_full - n_len + 1)
+    varying = dict(ref_start=r_start, ref_len=r_len, pos_start=p_start, pos_len=p_len,
+                   neg_row=n_row, neg_start=n_start, neg_len=n_len)
+
+    vary = jnp.any(length < t)
+    draws = {name: jnp.where(vary, varying[name], fixed[name]).astype(jnp.int32)
+             for name in fixed}
+
+    def window(x_btc, start_b, len_b):
+      inside = jnp.arange(t)[None, :] < len_b[:, None]
+      series = jnp.where(inside[..., None], _shift_rows(x_btc, start_b), 0.0)
+      return {"series": series.astype(x_btc.dtype), "valid": inside}
+
+    neg = window(x[draws["neg_row"].reshape(-1)], draws["neg_start"].reshape(-1),
+                 draws["neg_len"].reshape(-1))
+    neg = {"series": neg["series"].reshape(b, k, *x.shape[1:]),
+           "valid": neg["valid"].reshape(b, k, t)}
+    return {"ref": window(x, draws["ref_start"], draws["ref_len"]),
+            "pos": window(x, draws["pos_start"], draws["pos_len"]),
+            "neg": neg, "draws": draws}

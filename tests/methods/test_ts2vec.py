@@ -49,3 +49,22 @@ def test_swa_is_the_uniform_average_of_the_weights_seen():
   a = method.represent(seen[-1], state, rows)["representation"]
   b = method.represent(state["swa"], state, rows)["representation"]
   np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"input.data.name": "digits"}, "method='ts2vec' trains on time series"),
+    ({"ts2vec.temporal_unit": 9}, "crops of at least 1024 timestamps, longer than the series"),
+    ({"input.data.name": "ucr:NoSuchSet"}, "not among the sets that ship with aeon"),
+    ({"input.data.normalize": "zscore"}, "input.data.normalize='zscore': choose one of"),
+])
+def test_bad_settings_stop_before_anything_is_built(override, message, tmp_path):
+  from experiments import ts2vec
+
+  from ssljax import train
+  from ssljax.errors import ConfigError
+
+  config = ts2vec.get_config("runlocal")
+  config.update_from_flattened_dict(override)
+  with pytest.raises(ConfigError, match=message):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
