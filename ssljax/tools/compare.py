@@ -235,7 +235,7 @@ def series_compare(chosen: list[str], args) -> int:
   def cell(mean, std):
     if mean is None:
       return "—"
-    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if std else "")
+    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if std and std >= 5e-4 else "")
 
   header = (["data set"] + [f"{e} SVM" for e in chosen] + [f"{e} at init" for e in chosen]
             + ["raw SVM", "raw 1-NN", "T-Loss (published)"])
