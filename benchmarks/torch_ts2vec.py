@@ -1,4 +1,4 @@
-r"""PyTorch reference of the TS2Vec training step, written here from the paper for side-by-side speed.
+r"""PyTorch reference of the TS2Vec training step, written here from the paper (speed checks).
 
   <python with torch> benchmarks/torch_ts2vec.py --data=/tmp/gunpoint_train.npy --steps=50
 

@@ -24,8 +24,13 @@ windows from length 1 up; Adam at lr 1e-3 with no weight decay and no schedule, 
 Evaluation: the max over time of the whole series' causal-CNN features, then the Linear, an RBF
 SVM with C chosen by 5-fold CV on the training split (``svm_top1``), plus kNN and the linear probe.
 
-Published (T-Loss, Table 3 of the paper's appendix, UCR, SVM on the representations): GunPoint
-0.980. ssljax, this default (2000 steps, one run, seed 0, CPU): MEASURED.
+Published (T-Loss, K = 10, the paper's full UCR table in its appendix; an SVM on the
+representations): GunPoint 0.980. ssljax, this default (one run, seed 0, 2-core CPU shared with
+other jobs): SVM 0.980 (the untrained encoder's: 0.980, already at the published number on
+GunPoint), kNN (k=5) 0.973 (untrained 0.907), linear probe 0.967 (untrained 0.980), RankMe 19.0
+(untrained 3.5). The 2000 steps took 22.5 minutes there (1348 s; the encoder runs on every window
+padded to the series' 150 timestamps, where the official code crops). ``steps=200`` (146 s)
+gives the same SVM 0.980, kNN 0.973, linear 0.967.
 """
 
 import ml_collections as mlc

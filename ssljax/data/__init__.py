@@ -1,8 +1,10 @@
 """Data: TFDS builders for shipped data, host input pipeline, on-device augmentation.
 
 Host side: random-access sources (:mod:`ssljax.data.sources`: TFDS array_record, image folders,
-npz files; tables in :mod:`ssljax.data.tables`; time series in :mod:`ssljax.data.series`) -> per-process shard -> shuffled uint8 batches from a checkpointable grain iterator
-(:mod:`ssljax.data.pipeline`); user input is checked by :mod:`ssljax.data.checks`.
+npz files; tables in :mod:`ssljax.data.tables`; time series in
+:mod:`ssljax.data.series`) -> per-process shard -> shuffled uint8 batches from a
+checkpointable grain iterator (:mod:`ssljax.data.pipeline`); user input is checked by
+:mod:`ssljax.data.checks`.
 Device side (:mod:`ssljax.data.augment`): per-image augmentation functions vmapped over a batch
 inside the jitted train step.
 """

@@ -59,7 +59,6 @@ def test_swa_is_the_uniform_average_of_the_weights_seen():
 ])
 def test_bad_settings_stop_before_anything_is_built(override, message, tmp_path):
   from experiments import ts2vec
-
   from ssljax import train
   from ssljax.errors import ConfigError
 
