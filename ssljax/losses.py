@@ -601,16 +601,9 @@ def ts2vec_instance_loss(z1_btd: jax.Array, z2_btd: jax.Array) -> jax.Array:
     Scalar float32 loss; 0 when B == 1 (no other series to contrast with).
   """
   _check_series_pair(z1_btd, z2_btd, "ts2vec_instance_loss")
-  b = z1_btd.shape[0]
-  if b == 1:
-    return jnp.zeros((), jnp.float32)
-  z = jnp.concatenate([z1_btd, z2_btd], axis=0).astype(jnp.float32).transpose(1, 0, 2)  # [T,2B,D]
-  sim_tmm = jnp.matmul(z, z.transpose(0, 2, 1), precision=_HIGHEST)
-  rows_m = jnp.ones((2 * b,), bool)
-  i = jnp.arange(b)
-  a_tb = _masked_neg_log_softmax_pairs(sim_tmm, rows_m, i, b + i)
-  c_tb = _masked_neg_log_softmax_pairs(sim_tmm, rows_m, b + i, i)
-  return (jnp.mean(a_tb) + jnp.mean(c_tb)) / 2.0
+  # Every timestamp valid: the masked form with the full length (one implementation of both).
+  return ts2vec_instance_loss_masked(z1_btd.astype(jnp.float32), z2_btd.astype(jnp.float32),
+                                     z1_btd.shape[1])
 
 
 def ts2vec_temporal_loss(z1_btd: jax.Array, z2_btd: jax.Array) -> jax.Array:
@@ -629,16 +622,10 @@ def ts2vec_temporal_loss(z1_btd: jax.Array, z2_btd: jax.Array) -> jax.Array:
     Scalar float32 loss; 0 when T == 1.
   """
   _check_series_pair(z1_btd, z2_btd, "ts2vec_temporal_loss")
-  t = z1_btd.shape[1]
-  if t == 1:
+  if z1_btd.shape[1] == 1:
     return jnp.zeros((), jnp.float32)
-  z = jnp.concatenate([z1_btd, z2_btd], axis=1).astype(jnp.float32)  # [B, 2T, D]
-  sim_bmm = jnp.matmul(z, z.transpose(0, 2, 1), precision=_HIGHEST)
-  cols_m = jnp.ones((2 * t,), bool)
-  s = jnp.arange(t)
-  a_bt = _masked_neg_log_softmax_pairs(sim_bmm, cols_m, s, t + s)
-  c_bt = _masked_neg_log_softmax_pairs(sim_bmm, cols_m, t + s, s)
-  return (jnp.mean(a_bt) + jnp.mean(c_bt)) / 2.0
+  return ts2vec_temporal_loss_masked(z1_btd.astype(jnp.float32), z2_btd.astype(jnp.float32),
+                                     z1_btd.shape[1])
 
 
 def ts2vec_hierarchical_loss(z1_btd: jax.Array, z2_btd: jax.Array, *, alpha: float = 0.5,
