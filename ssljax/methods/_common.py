@@ -302,3 +302,12 @@ def update_target(params, method_state, momentum):
   teacher = method_state["teacher"]
   teacher = {"params": ema(teacher["params"], params["net"], momentum), "state": teacher["state"]}
   return {**method_state, "teacher": teacher}
+
+
+def check_series(info, method: str) -> int:
+  """The series length T of ``info``'s element spec, or a ConfigError naming the data when the
+  examples are not time series (the sequence methods' first check)."""
+  if "series" not in info.element_spec:
+    raise ConfigError(f"method={method!r} trains on time series; input.data.name={info.name!r} "
+                      f"yields {sorted(info.element_spec)} (use ucr:<Name>, uea:<Name>, ts, npz)")
+  return int(info.element_spec["series"][0][0])

@@ -68,16 +68,13 @@ def make_encoder(config) -> nn.Module:
 def make(config, *, total_steps: int, steps_per_epoch: int, info) -> Method:
   """Builds T-Loss from an experiment config and the data's description ``info``."""
   del total_steps, steps_per_epoch
-  if "series" not in info.element_spec:
-    raise ConfigError(f"method='tloss' trains on time series; input.data.name={info.name!r} "
-                      f"yields {sorted(info.element_spec)} (use ucr:<Name>, uea:<Name>, ts, npz)")
+  t = _common.check_series(info, "tloss")
   cfg = config.tloss
   penalty = float(cfg.negative_penalty)
   if not penalty > 0:
     raise ConfigError(f"tloss.negative_penalty={penalty} must be > 0")
   windows = TLossWindows(num_negatives=int(cfg.num_negatives),
                          min_length=int(cfg.get("min_length", 1)))
-  t = info.element_spec["series"][0][0]
   if windows.min_length > t:
     raise ConfigError(f"tloss.min_length={windows.min_length} is longer than the series ({t} "
                       "timestamps)")

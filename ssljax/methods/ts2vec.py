@@ -71,16 +71,13 @@ def make_encoder(config) -> nn.Module:
 def make(config, *, total_steps: int, steps_per_epoch: int, info) -> Method:
   """Builds TS2Vec from an experiment config and the data's description ``info``."""
   del total_steps, steps_per_epoch
-  if "series" not in info.element_spec:
-    raise ConfigError(f"method='ts2vec' trains on time series; input.data.name={info.name!r} "
-                      f"yields {sorted(info.element_spec)} (use ucr:<Name>, uea:<Name>, ts, npz)")
+  t = _common.check_series(info, "ts2vec")
   cfg = config.ts2vec
   alpha = float(cfg.alpha)
   if not 0.0 <= alpha <= 1.0:
     raise ConfigError(f"ts2vec.alpha={alpha} must be in [0, 1]")
   unit = int(cfg.temporal_unit)
   crops = TS2VecCrops(unit)
-  t = info.element_spec["series"][0][0]
   if t < crops.min_length():
     raise ConfigError(f"ts2vec.temporal_unit={unit}: crops of at least {crops.min_length()} "
                       f"timestamps, longer than the series ({t}); lower ts2vec.temporal_unit")
