@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 
 import numpy as np
 
@@ -103,8 +104,10 @@ def read_ts(path: str) -> tuple[list[np.ndarray], list[str] | None, dict]:
   ``header`` holds the ``@`` fields, lower-cased. Values ``?`` / ``NaN`` become NaN.
 
   Raises:
-    DataError: the file is missing or unreadable, uses time stamps, or a line has another number
-      of dimensions than the first (the file and 1-based line named).
+    DataError: the file is missing or unreadable, a value is not a number, time stamps
+      (``@timeStamps true``: values are placed on the regular grid of the smallest spacing, gaps
+      become missing values) are irregular, or a line has another number of dimensions than the
+      first (the file and 1-based line named).
   """
   try:
     with open(path, encoding="utf-8", errors="replace") as fh:
@@ -129,10 +132,9 @@ def read_ts(path: str) -> tuple[list[np.ndarray], list[str] | None, dict]:
         continue
       raise DataError(f"{path} line {number}: expected an @ header line or @data before the "
                       "values; is this a .ts file?")
-    if header.get("timestamps", "false").lower() == "true":
-      raise DataError(f"{path}: @timeStamps true is not supported; give the values only")
+    stamped = header.get("timestamps", "false").lower() == "true"
     labelled = header.get("classlabel", "false").split(" ")[0].lower() == "true"
-    fields = line.split(":")
+    fields = _split_outside_parentheses(line) if stamped else line.split(":")
     if labelled:
       if len(fields) < 2:
         raise DataError(f"{path} line {number}: no ':<class>' at the end of the line, but the "
@@ -145,10 +147,13 @@ def read_ts(path: str) -> tuple[list[np.ndarray], list[str] | None, dict]:
       raise DataError(f"{path} line {number}: {len(fields)} dimensions where the first series "
                       f"has {dims}; every series needs the same channels")
     try:
-      chans = [np.array([np.nan if v.strip() in ("?", "NaN", "nan") else float(v)
-                         for v in f.split(",") if v.strip()], np.float64) for f in fields]
+      if stamped:
+        chans = [_stamped_values(f) for f in fields]
+      else:
+        chans = [np.array([_value(v) for v in f.split(",") if v.strip()], np.float64)
+                 for f in fields]
     except ValueError as e:
-      raise DataError(f"{path} line {number}: a value is not a number ({e})") from None
+      raise DataError(f"{path} line {number}: {e}") from None
     t = max(len(c) for c in chans)
     arr = np.full((t, dims), np.nan)
     for j, c in enumerate(chans):
@@ -160,6 +165,69 @@ def read_ts(path: str) -> tuple[list[np.ndarray], list[str] | None, dict]:
     raise DataError(f"{path}: holds no series")
   labelled = header.get("classlabel", "false").split(" ")[0].lower() == "true"
   return series, (labels if labelled else None), header
+
+
+def _split_outside_parentheses(line: str) -> list[str]:
+  """Splits a time-stamped line at the ``:`` between dimensions, not those inside a
+  ``(2007-01-01 00:00:00,1.0)`` pair."""
+  fields, depth, start = [], 0, 0
+  for i, ch in enumerate(line):
+    depth += (ch == "(") - (ch == ")")
+    if ch == ":" and depth == 0:
+      fields.append(line[start:i])
+      start = i + 1
+  return fields + [line[start:]]
+
+
+def _value(text: str) -> float:
+  text = text.strip()
+  if text in ("?", "NaN", "nan"):
+    return np.nan
+  try:
+    return float(text)
+  except ValueError:
+    raise ValueError(f"a value is not a number ({text!r})") from None
+
+
+_STAMPED = re.compile(r"\(([^,()]*),([^()]*)\)")
+
+
+def _stamped_values(field: str) -> np.ndarray:
+  """One dimension written as ``(timestamp,value),(timestamp,value),...`` (``@timeStamps true``)
+  -> its values on a regular grid [T] float64: slot ``(t - t_0) / step`` for the smallest step
+  between consecutive time stamps, NaN where a slot has no value (a gap).
+
+  Time stamps are numbers or dates (``2007-01-01 00:00:00``, anything ``numpy.datetime64``
+  reads). Raises ValueError (the caller names the file and line) for a time stamp that is neither,
+  repeated time stamps, or spacings that are not whole multiples of the smallest step.
+  """
+  pairs = _STAMPED.findall(field)
+  if not pairs:
+    return np.zeros(0)
+  stamps = [p[0].strip() for p in pairs]
+  try:
+    t = np.array([float(x) for x in stamps], np.float64)
+  except ValueError:
+    try:
+      t = np.array([np.datetime64(x, "ns") for x in stamps]).astype(np.int64).astype(np.float64)
+    except ValueError:
+      raise ValueError(f"time stamp {stamps[0]!r}... is neither a number nor a date") from None
+  values = np.array([_value(p[1]) for p in pairs], np.float64)
+  order = np.argsort(t, kind="stable")
+  t, values = t[order], values[order]
+  if len(t) == 1:
+    return values
+  gaps = np.diff(t)
+  if (gaps <= 0).any():
+    raise ValueError("a time stamp repeats; each time stamp of a dimension must be unique")
+  slots = (t - t[0]) / gaps.min()
+  index = np.rint(slots).astype(np.int64)
+  if np.abs(slots - index).max() > 1e-6:
+    raise ValueError("irregular time stamps (their spacings are not whole multiples of the "
+                     "smallest one); resample the series to a regular grid first")
+  out = np.full(index[-1] + 1, np.nan)
+  out[index] = values
+  return out
 
 
 # ---------------------------------------------------------------------------------- archives

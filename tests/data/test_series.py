@@ -83,6 +83,31 @@ def test_own_ts_file_with_a_test_file_and_bad_rows(tmp_path):
     series.load_series({"name": "ts", "path": str(tmp_path / "none.ts")}, "train")
 
 
+def test_ts_time_stamps_place_values_on_their_grid(tmp_path):
+  # sktime's .ts format with @timeStamps true: each dimension is "(stamp,value),...". Values sit
+  # at slot (t - t0) / smallest spacing; a missing slot is a gap (NaN), refused inside a series.
+  head = ["@problemName t", "@timeStamps true", "@univariate false", "@dimensions 2",
+          "@classLabel true a b", "@data"]
+  rows = ["(0,1.0),(2,3.0),(1,2.0):(0,5),(1,6),(2,7):a",  # Out of order: sorted by time stamp.
+          "(2007-01-01 00:00:00,4),(2007-01-01 01:00:00,5):(2007-01-01 00:00:00,1),"
+          "(2007-01-01 01:00:00,2):b"]
+  path = tmp_path / "s_TRAIN.ts"
+  path.write_text("\n".join(head + rows) + "\n")
+  got, labels, _ = series.read_ts(str(path))
+  np.testing.assert_array_equal(got[0], [[1, 5], [2, 6], [3, 7]])
+  np.testing.assert_array_equal(got[1], [[4, 1], [5, 2]])
+  assert labels == ["a", "b"]
+  path.write_text("\n".join(head + ["(0,1),(3,2),(1,3):(0,1),(1,1),(3,1):a"]) + "\n")
+  gap, _, _ = series.read_ts(str(path))
+  np.testing.assert_array_equal(np.isnan(gap[0][:, 0]), [False, False, True, False])
+  path.write_text("\n".join(head + ["(0,1),(1,2),(2.7,3):(0,1),(1,1),(2,1):a"]) + "\n")
+  with pytest.raises(DataError, match="line 7: irregular time stamps"):
+    series.read_ts(str(path))
+  path.write_text("\n".join(head + ["(0,1),(x,2):(0,1),(1,1):a"]) + "\n")
+  with pytest.raises(DataError, match="line 7: time stamp"):
+    series.read_ts(str(path))
+
+
 def test_npz_series_route_and_test_classes(tmp_path):
   path = tmp_path / "s.npz"
   rng = np.random.default_rng(0)
