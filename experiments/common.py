@@ -220,6 +220,23 @@ def set_series_data(c: mlc.ConfigDict, name: str) -> None:
   c.checkpoint_every_steps = 1000
 
 
+def ts2vec_iterations(data_cfg) -> int:
+  """TS2Vec's official run length when none is given: 200 iterations for a training split of at
+  most 100,000 values (N x T x C) and 600 above (``ts2vec.py``'s ``fit``). Reads the data's
+  shape (the bundled UCR/UEA sets are read from aeon's files in a fraction of a second); 200 when
+  the data cannot be read yet (a ``ts`` / ``npz`` source whose ``path`` comes later on the command
+  line: give ``steps=`` then)."""
+  # Imported here: experiment files load before the data modules are needed elsewhere.
+  from ssljax.data import sources  # pylint: disable=import-outside-toplevel
+  from ssljax.errors import UserError  # pylint: disable=import-outside-toplevel
+  try:
+    info = sources.get_info(data_cfg)
+  except UserError:
+    return 200
+  (t, channels), _ = info.element_spec["series"]
+  return 200 if info.num_train * t * channels <= 100_000 else 600
+
+
 def _optimizer(name: str, **fields) -> mlc.ConfigDict:
   """Every ``optim`` field (so each is overridable), solo-learn-style defaults, then ``fields``."""
   c = optim.default_config()

@@ -11,8 +11,8 @@ Variants (the argument after the colon; combine with commas):
   ``uea:BasicMotions``, ``uea:JapaneseVowels``, ...; the others download with
   ``--config.input.data.download=True``), or your own ``ts`` / ``npz`` file with
   ``--config.input.data.path=...``.
-* ``steps=<n>`` — the run length. The official default is 200 iterations for data sets of at most
-  100,000 values (N x T x C) and 600 above.
+* ``steps=<n>`` — the run length. Without it, the official default: 200 iterations for a training
+  split of at most 100,000 values (N x T x C) and 600 above (``common.ts2vec_iterations``).
 * ``runlocal`` — a few steps of a narrow, shallow encoder (tests, laptops).
 
 The recipe is the official code's (``ts2vec.py`` / ``train.py`` defaults): encoder input projection
@@ -38,11 +38,11 @@ from experiments import common
 
 def get_config(arg=None) -> mlc.ConfigDict:
   """Returns the TS2Vec config for the variant in ``arg`` (see the module docstring)."""
-  arg = common.parse_arg(arg, data="ucr:GunPoint", steps=200, runlocal=False)
+  arg = common.parse_arg(arg, data="ucr:GunPoint", steps=0, runlocal=False)
   c = common.base_config()
   c.method = "ts2vec"
   common.set_series_data(c, arg.data)
-  c.total_steps = int(arg.steps)
+  c.total_steps = int(arg.steps) or common.ts2vec_iterations(c.input.data)
   c.input.batch_size = 8
   c.encoder = common.encoder(dict(name="ts2vec", hidden=64, width=320, depth=10, kernel=3,
                                   repr_dropout=0.1, mask_prob=0.5))

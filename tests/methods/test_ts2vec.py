@@ -67,3 +67,15 @@ def test_bad_settings_stop_before_anything_is_built(override, message, tmp_path)
   with pytest.raises(ConfigError, match=message):
     train.train_and_evaluate(config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
+
+
+def test_default_run_length_follows_the_official_size_rule(tmp_path):
+  # ts2vec.py's fit: n_iters = 200 if train_data.size <= 100000 else 600 (N x T x C values).
+  from experiments import common  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  for n, want in ((100, 200), (101, 600)):  # 100 x 250 x 4 = 100,000 values; 101 x ... above.
+    path = tmp_path / f"s{n}.npz"
+    np.savez(path, train_series=rng.normal(size=(n, 250, 4)), train_labels=np.arange(n) % 2,
+             test_series=rng.normal(size=(4, 250, 4)), test_labels=np.arange(4) % 2)
+    assert common.ts2vec_iterations({"name": "npz", "path": str(path)}) == want
+  assert common.ts2vec_iterations({"name": "npz", "path": None}) == 200  # Path not given yet.
