@@ -46,7 +46,9 @@ def get_config(arg=None) -> mlc.ConfigDict:
   c.input.batch_size = 8
   c.encoder = common.encoder(dict(name="ts2vec", hidden=64, width=320, depth=10, kernel=3,
                                   repr_dropout=0.1, mask_prob=0.5))
-  c.ts2vec = mlc.ConfigDict(dict(alpha=0.5, temporal_unit=0, swa=True))
+  # max_train_length: the official train.py's --max-train-length default.
+  c.ts2vec = mlc.ConfigDict(dict(alpha=0.5, temporal_unit=0, swa=True,
+                                 max_train_length=mlc.FieldReference(3000, field_type=int)))
   # torch.optim.AdamW(lr=1e-3): weight decay 0.01, no schedule.
   c.optim = common.adamw(lr=1e-3, weight_decay=0.01, warmup_epochs=0.0, min_lr_ratio=1.0)
   if arg.runlocal:

@@ -19,6 +19,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ssljax.errors import ConfigError
 
@@ -66,20 +67,58 @@ class TS2VecCrops:
   ``valid`` is True on the crop's timestamps that are data; an encoder that zeroes everything
   outside ``valid`` after each layer computes exactly what it computes on the cropped series
   alone.
+
+  ``max_train_length`` (the official ``max_train_length``, None = off): series longer than it
+  are first cut into ``T // max_train_length`` consecutive sections as ``numpy.array_split`` cuts
+  them (lengths ``ceil`` or ``floor`` of ``T / sections``), and each row trains on one of its
+  sections that holds data, drawn uniformly; the crops are then drawn inside the section. The
+  official code makes every section a training series of its own (dropping all-missing ones),
+  so a draw of a series and then a section has the same distribution when the series are equally
+  long.
   """
 
   temporal_unit: int = 0
+  max_train_length: int | None = None
   modality = "series"
 
   def __post_init__(self):
     if int(self.temporal_unit) < 0:
       raise ConfigError(f"ts2vec.temporal_unit={self.temporal_unit} must be >= 0")
+    if self.max_train_length is not None and int(self.max_train_length) < self.min_length():
+      raise ConfigError(f"ts2vec.max_train_length={self.max_train_length} must be at least "
+                        f"2^(temporal_unit+1) = {self.min_length()} (or None: off)")
 
   def min_length(self) -> int:
     return 2 ** (int(self.temporal_unit) + 1)
 
+  def section_length(self, t: int) -> int:
+    """The length of the buffers the crops come from, for series padded to ``t``."""
+    if self.max_train_length is None or t <= int(self.max_train_length):
+      return t
+    return -(-t // (t // int(self.max_train_length)))
+
+  def _section(self, rng, x, length):
+    """One data-holding ``array_split`` section per row, at the front of a [B, P] buffer."""
+    b, t = x.shape[0], x.shape[1]
+    sections, size = t // int(self.max_train_length), self.section_length(t)
+    bounds = np.array([len(c) for c in np.array_split(np.arange(t), sections)]).cumsum()
+    starts = jnp.asarray(np.concatenate([[0], bounds[:-1]]), jnp.int32)
+    ends = jnp.asarray(bounds, jnp.int32)
+    with_data = jnp.sum(starts[None, :] < length[:, None], axis=1)  # >= 1 (length >= 1).
+    pick = jnp.floor(jax.random.uniform(rng, (b,)) * with_data).astype(jnp.int32)
+    start, end = starts[pick], ends[pick]
+    padded = jnp.pad(x, ((0, 0), (0, size), (0, 0)))
+    piece = jax.vmap(lambda row, s0: jax.lax.dynamic_slice_in_dim(row, s0, size, 0))(padded,
+                                                                                      start)
+    kept = jnp.clip(jnp.minimum(length, end) - start, 0, size).astype(length.dtype)
+    inside = jnp.arange(size)[None, :] < kept[:, None]
+    return jnp.where(inside[..., None], piece, 0.0), kept
+
   def __call__(self, rng, batch):
     x, length = batch["series"], batch["length"]
+    if self.section_length(x.shape[1]) != x.shape[1]:
+      rng, k_section = jax.random.split(rng)
+      x, length = self._section(k_section, x, length)
     b, t = x.shape[0], x.shape[1]
     if t < self.min_length():
       raise ConfigError(f"TS2Vec crops need series of at least 2^(temporal_unit+1) = "

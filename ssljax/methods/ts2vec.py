@@ -20,7 +20,8 @@ sliced arrays).
 
 Config keys (``experiments/ts2vec.py``): ``encoder.*`` (``hidden``, ``width`` = the output
 dimension, ``depth``, ``kernel``, ``repr_dropout``, ``mask_prob``), ``ts2vec.alpha``,
-``ts2vec.temporal_unit``, ``ts2vec.swa``.
+``ts2vec.temporal_unit``, ``ts2vec.swa``, ``ts2vec.max_train_length`` (series longer than it
+train on sections of it, see ``TS2VecCrops``; None = off).
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ def make(config, *, total_steps: int, steps_per_epoch: int, info) -> Method:
   if not 0.0 <= alpha <= 1.0:
     raise ConfigError(f"ts2vec.alpha={alpha} must be in [0, 1]")
   unit = int(cfg.temporal_unit)
-  crops = TS2VecCrops(unit)
-  if t < crops.min_length():
+  max_len = cfg.get("max_train_length", None)
+  crops = TS2VecCrops(unit, None if max_len is None else int(max_len))
+  if crops.section_length(t) < crops.min_length():
     raise ConfigError(f"ts2vec.temporal_unit={unit}: crops of at least {crops.min_length()} "
                       f"timestamps, longer than the series ({t}); lower ts2vec.temporal_unit")
   use_swa = bool(cfg.get("swa", True))

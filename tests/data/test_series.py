@@ -124,6 +124,35 @@ def test_npz_series_route_and_test_classes(tmp_path):
   assert info.element_spec["series"][0] == (10, 1)
 
 
+def test_ts2vec_max_train_length_trains_on_array_split_sections():
+  # Official fit: sections = T // max_train_length; np.array_split along time; all-missing
+  # sections dropped. Each row's crops must come from one of its own sections holding data.
+  b, t, max_len = 6, 23, 7  # 3 sections of lengths 8, 8, 7 (array_split).
+  x = (100.0 * jnp.arange(b)[:, None] + jnp.arange(1, t + 1)[None, :])[..., None]
+  length = jnp.array([23, 23, 23, 23, 9, 5], jnp.int32)  # Row 4: 2 sections with data; row 5: 1.
+  crops = series_views.TS2VecCrops(0, max_len)
+  assert crops.section_length(t) == 8 and series_views.TS2VecCrops(0).section_length(t) == t
+  pieces = np.array_split(np.arange(1, t + 1), t // max_len)
+  seen = [set() for _ in range(b)]
+  for seed in range(60):
+    out = crops(jax.random.key(seed), {"series": x, "length": length})
+    assert out["a"]["series"].shape == (b, 8, 1)
+    for name in ("a", "b"):
+      vals, valid = np.asarray(out[name]["series"][..., 0]), np.asarray(out[name]["valid"])
+      assert not vals[~valid].any()  # Outside the crop: zeros.
+      for r in range(b):
+        got = vals[r][valid[r]] - 100 * r  # The timestamps (1-based) this row's crop holds.
+        if got.size == 0:
+          continue
+        owner = [i for i, p in enumerate(pieces) if got[0] in p]
+        assert len(owner) == 1 and set(got) <= set(pieces[owner[0]]), (r, got)
+        assert got.max() <= int(length[r])  # Only data timestamps.
+        seen[r].add(owner[0])
+  assert seen[0] == {0, 1, 2} and seen[4] == {0, 1} and seen[5] == {0}
+  with pytest.raises(ConfigError, match="ts2vec.max_train_length=1 must be at least 2"):
+    series_views.TS2VecCrops(0, 1)
+
+
 def test_ts2vec_crops_share_the_overlap():
   # Each row a ramp x[t] = 100 * row + t, so the crops' values say where they came from.
   b, t = 4, 24
