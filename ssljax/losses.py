@@ -779,3 +779,298 @@ def window_mask(start_b: jax.Array, length, total_T: int) -> jax.Array:
   start = jnp.asarray(start_b)[..., None]
   end = start + jnp.asarray(length)[..., None]
   return (t >= start) & (t < end)
+
+
+# ------------------------------------------------------------------ EEGFormer (VQ reconstruction)
+
+
+def vq_codebook_loss(h_md: jax.Array, v_md: jax.Array) -> jax.Array:
+  """VQ-VAE's codebook term ``mean ||sg[h] - v||^2`` (van den Oord et al. 2017, eq. 3, second
+  term; the mean over the M vectors and D dimensions): its gradient reaches only the codebook.
+
+  Args:
+    h_md: [M, D] encoder outputs. v_md: [M, D] their selected codebook vectors (with gradient to
+      the codebook, e.g. ``codebook[index]``).
+  """
+  h_md = jax.lax.stop_gradient(h_md.astype(jnp.float32))
+  return jnp.mean(jnp.square(h_md - v_md.astype(jnp.float32)))
+
+
+def vq_commitment_loss(h_md: jax.Array, v_md: jax.Array) -> jax.Array:
+  """VQ-VAE's commitment term ``mean ||h - sg[v]||^2`` (eq. 3, third term, without beta): its
+  gradient reaches only the encoder. Shapes as :func:`vq_codebook_loss`."""
+  v_md = jax.lax.stop_gradient(v_md.astype(jnp.float32))
+  return jnp.mean(jnp.square(h_md.astype(jnp.float32) - v_md))
+
+
+def masked_patch_mse(pred_bcnp: jax.Array, target_bcnp: jax.Array,
+                     mask_bcn: jax.Array | None = None) -> jax.Array:
+  """Patch reconstruction error: the mean over P of ``(pred - sg[target])^2`` per patch, averaged
+  over the patches where ``mask_bcn`` is set (all patches when None).
+
+  Args:
+    pred_bcnp, target_bcnp: [B, C, N, P]. mask_bcn: [B, C, N] 1 = scored (masked) patch.
+  """
+  target = jax.lax.stop_gradient(target_bcnp.astype(jnp.float32))
+  err_bcn = jnp.mean(jnp.square(pred_bcnp.astype(jnp.float32) - target), axis=-1)
+  if mask_bcn is None:
+    return jnp.mean(err_bcn)
+  mask_bcn = mask_bcn.astype(jnp.float32)
+  return jnp.sum(err_bcn * mask_bcn) / jnp.maximum(jnp.sum(mask_bcn), 1.0)
+
+
+def eegformer_loss(pred_bcnp: jax.Array, target_bcnp: jax.Array, h_md: jax.Array,
+                   v_md: jax.Array, mask_bcn: jax.Array | None = None, *, beta: float = 0.25,
+                   codebook_weight: float = 1.0) -> jax.Array:
+  """EEGFormer's objective, the VQ-VAE form (Chen et al. 2024, arXiv 2401.10278; exact weights
+  not published): ``||x - x_hat||^2 + codebook_weight ||sg[h] - v||^2 + beta ||h - sg[v]||^2``.
+
+  The reconstruction term is :func:`masked_patch_mse` (the masked patches only when ``mask_bcn``
+  is given); the other two are :func:`vq_codebook_loss` and :func:`vq_commitment_loss`.
+  ``codebook_weight=0`` drops the codebook term (an EMA-updated codebook).
+
+  Returns:
+    Scalar float32.
+  """
+  return (masked_patch_mse(pred_bcnp, target_bcnp, mask_bcn)
+          + codebook_weight * vq_codebook_loss(h_md, v_md)
+          + beta * vq_commitment_loss(h_md, v_md))
+
+
+# ------------------------------------------------------------------ CPC
+
+
+def cpc_step_losses(pred_kbtd: jax.Array, z_btd: jax.Array, valid_bt: jax.Array
+                    ) -> tuple[jax.Array, jax.Array]:
+  """CPC's InfoNCE for each prediction step k = 1..K (van den Oord, Li & Vinyals, "Representation
+  Learning with Contrastive Predictive Coding", 2018, eq. 4), and its top-1 accuracy.
+
+  The score of a candidate frame z_j for the prediction of z_{t+k} from the context c_t is the
+  log-bilinear ``f_k(z_j, c_t) = z_j^T W_k c_t`` (eq. 3; ``pred[k-1, b, t] = W_k c_{b,t}``).
+  For each anchor (b, t) whose target frame t + k is valid in row b:
+  ``l_{b,t,k} = -log( exp(f_k(z_{b,t+k}, c_{b,t})) / sum_{(b',t') valid} exp(f_k(z_{b',t'},
+  c_{b,t})) )``.
+  Negatives: EVERY other valid frame of the GLOBAL batch, those of the same row at other
+  timesteps and all valid frames of the other rows (the paper's "mixed speaker" negatives, with
+  the whole minibatch as the negative set rather than a random subset of it). Frames that are not
+  valid (padding) are never a positive, a negative or an anchor.
+
+  Args:
+    pred_kbtd: [K, B, T, D], the predictions W_k c_t.
+    z_btd: [B, T, D], the encoder's frames.
+    valid_bt: bool [B, T], the valid frames of each row (a prefix).
+
+  Returns:
+    ``(loss_k, accuracy_k)``, float32 [K]: ``loss_k[k-1]`` the mean of ``l_{b,t,k}`` over the
+    step's anchors (0 when it has none), ``accuracy_k`` the share of anchors whose positive
+    scores highest among the valid frames.
+  """
+  k_steps, b, t, d = pred_kbtd.shape
+  if z_btd.shape != (b, t, d) or valid_bt.shape != (b, t):
+    raise ValueError(f"cpc_step_losses: expected pred [K, B, T, D], z [B, T, D], valid [B, T]; "
+                     f"got {pred_kbtd.shape}, {z_btd.shape}, {valid_bt.shape}")
+  valid_bt = valid_bt.astype(bool)
+  z_nd = z_btd.astype(jnp.float32).reshape(b * t, d)
+  column = valid_bt.reshape(b * t)
+  rows = jnp.arange(b)[:, None] * t
+  losses_k, accs_k = [], []
+  for k in range(1, k_steps + 1):
+    logits_nn = jnp.matmul(pred_kbtd[k - 1].astype(jnp.float32).reshape(b * t, d), z_nd.T,
+                           precision=_HIGHEST)
+    # The positive of anchor (b, t) is column b * T + t + k (clipped: those anchors are dropped).
+    target_bt = rows + jnp.minimum(jnp.arange(t)[None, :] + k, t - 1)
+    pos_bt = jnp.take_along_axis(logits_nn, target_bt.reshape(-1, 1), axis=1).reshape(b, t)
+    # A finite floor, not -inf: rows without any valid column keep finite (zero) gradients.
+    masked_nn = jnp.where(column[None, :], logits_nn, -1e30)
+    lse_bt = jax.nn.logsumexp(masked_nn, axis=1).reshape(b, t)
+    best_bt = jnp.max(masked_nn, axis=1).reshape(b, t)
+    anchor_bt = jnp.zeros((b, t), bool)
+    if k < t:
+      anchor_bt = anchor_bt.at[:, :t - k].set(valid_bt[:, k:])
+    count = jnp.maximum(jnp.sum(anchor_bt), 1).astype(jnp.float32)
+    losses_k.append(jnp.sum(jnp.where(anchor_bt, lse_bt - pos_bt, 0.0)) / count)
+    accs_k.append(jnp.sum(anchor_bt & (pos_bt >= best_bt)) / count)
+  return jnp.stack(losses_k), jnp.stack(accs_k)
+
+
+def cpc_loss(pred_kbtd: jax.Array, z_btd: jax.Array, valid_bt: jax.Array) -> jax.Array:
+  """CPC's loss: the mean over the K steps of :func:`cpc_step_losses` (the paper sums the K
+  InfoNCE terms; the mean divides it by K). Scalar float32; ``log(number of valid frames)``
+  when every score is equal."""
+  return jnp.mean(cpc_step_losses(pred_kbtd, z_btd, valid_bt)[0])
+
+
+# ------------------------------------------------------------------ TimeX (explanations by MBC)
+
+
+def timex_mbc_loss(z_bd: jax.Array, z_e_bd: jax.Array) -> jax.Array:
+  """TimeX's model behaviour consistency (Queen et al., NeurIPS 2023, eq. 4; the official
+  ``EmbedConsistencyLoss``): ``mean_{i,j} (cos(z_i, z_j) - cos(z^E_i, z^E_j))^2`` over the B x B
+  cosine-similarity matrices of the reference embeddings ``z_bd`` and the explanation embeddings
+  ``z_e_bd`` ([B, D] and [B, D'], the widths may differ). Scalar float32."""
+
+  def cosine_bb(z):
+    z = z.astype(jnp.float32)
+    z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+    return z @ z.T
+
+  return jnp.mean(jnp.square(cosine_bb(z_bd) - cosine_bb(z_e_bd)))
+
+
+def timex_js_divergence(logp_nk: jax.Array, logq_nk: jax.Array) -> jax.Array:
+  """Jensen-Shannon divergence of each row pair of log-probabilities [N, K] -> [N]:
+  ``JS(P||Q) = 0.5 KL(P||M) + 0.5 KL(Q||M)``, ``M = (P + Q) / 2``; symmetric, in [0, ln 2]."""
+  p, q = jnp.exp(logp_nk), jnp.exp(logq_nk)
+  log_m = jnp.log(0.5 * (p + q) + 1e-30)
+  return 0.5 * (jnp.sum(p * (logp_nk - log_m), -1) + jnp.sum(q * (logq_nk - log_m), -1))
+
+
+def timex_label_consistency_loss(logits_e_bk: jax.Array, logits_bk: jax.Array, *,
+                                 faithful_lc_reduction: bool = False) -> jax.Array:
+  """TimeX's label consistency (paper eq. 5) over the B (B - 1) / 2 unordered pairs i < j:
+  ``mean_{i<j} (JS(y^E_i || y^E_j) - JS(y_i || y_j))^2`` with y = softmax(logits) of the
+  reference model ``logits_bk`` and y^E of the explainer ``logits_e_bk`` ([B, K] each). The paper
+  sums over the pairs; the mean divides by their number so ``lam_label`` keeps the released scale.
+
+  ``faithful_lc_reduction=True`` reproduces the released ``LabelConsistencyLoss`` instead: its
+  "JS" is ``0.5 [KL(M||P) + KL(M||Q)]`` averaged over every element of every pair
+  (``F.kl_div(..., reduction='mean')``), one scalar per side, and the loss is the squared
+  difference of those two batch means.
+  """
+  b = logits_bk.shape[0]
+  i, j = jnp.triu_indices(b, k=1)
+  lse = jax.nn.log_softmax(logits_e_bk.astype(jnp.float32), axis=-1)
+  ls = jax.nn.log_softmax(logits_bk.astype(jnp.float32), axis=-1)
+  if not faithful_lc_reduction:
+    return jnp.mean(jnp.square(timex_js_divergence(lse[i], lse[j])
+                               - timex_js_divergence(ls[i], ls[j])))
+
+  def released(lp, lq):  # 0.5 mean[m (log m - lp)] + 0.5 mean[m (log m - lq)], m = (p + q) / 2.
+    m = 0.5 * (jnp.exp(lp) + jnp.exp(lq))
+    log_m = jnp.log(m + 1e-30)
+    return 0.5 * jnp.mean(m * (log_m - lp)) + 0.5 * jnp.mean(m * (log_m - lq))
+
+  return jnp.square(released(lse[i], lse[j]) - released(ls[i], ls[j]))
+
+
+def timex_gsat_loss(p: jax.Array, *, r: float = 0.5) -> jax.Array:
+  """The GSAT sparsity prior on mask probabilities ``p`` (any shape, in [0, 1]): the mean of
+  ``KL(Bern(p) || Bern(r)) = p log(p / r) + (1 - p) log((1 - p) / (1 - r))`` (the official
+  ``GSATLoss``, with its 1e-6 guards inside the logs); minimal at p = r."""
+  p = p.astype(jnp.float32)
+  return jnp.mean(p * jnp.log(p / r + 1e-6) + (1.0 - p) * jnp.log((1.0 - p) / (1.0 - r + 1e-6)
+                                                                  + 1e-6))
+
+
+def timex_connect_loss(p_btc: jax.Array) -> jax.Array:
+  """TimeX's connectivity (smoothness) term, the official ``ConnectLoss``: the Frobenius norm of
+  the time differences ``p[:, 1:] - p[:, :-1]`` divided by their number of entries
+  (``B (T - 1) C``). 0 for a mask constant in time."""
+  diff = (p_btc[:, 1:] - p_btc[:, :-1]).astype(jnp.float32)
+  return jnp.sqrt(jnp.sum(jnp.square(diff))) / diff.size
+
+
+def poly1_cross_entropy(logits_bk: jax.Array, labels_b: jax.Array, *,
+                        epsilon: float = 1.0) -> jax.Array:
+  """Poly-1 cross-entropy (Leng et al., ICLR 2022; the TimeX classifiers' training loss) per
+  example: ``CE + epsilon (1 - p_y)``. ``labels_b`` int [B] in [0, K). Returns [B] float32."""
+  logp = jax.nn.log_softmax(logits_bk.astype(jnp.float32), axis=-1)
+  logp_y = jnp.take_along_axis(logp, labels_b[:, None].astype(jnp.int32), axis=-1)[:, 0]
+  return -logp_y + epsilon * (1.0 - jnp.exp(logp_y))
+
+
+# ------------------------------------------------------------------ Frame projections (IsoAlign)
+
+
+def frame_projections_terms(z_t_bd: jax.Array, z_f_bd: jax.Array, z_w_bd: jax.Array,
+                            pred_f_bd: jax.Array, pred_w_bd: jax.Array, *,
+                            temperature: float = 0.15) -> dict[str, jax.Array]:
+  """The five pre-training terms of frame projections (Demirel & Holz, NeurIPS 2025).
+
+  With ``z`` the L2-normalised projections of the time (t), Fourier (f) and wavelet (w)
+  embeddings of the same B series, and ``pred_f`` / ``pred_w`` the predictors' outputs from
+  normalised ``z_t``: the cross-domain NT-Xent losses (:func:`ntxent_loss`, i.e. the official
+  ``cont_loss``: 2B x 2B cosine similarities, positive of row i at (i + B) mod 2B, every other
+  row but i a negative, mean over the 2B rows of -log softmax at tau) and the predictors' element
+  mean absolute errors (the official ``l1_loss``; the targets keep their gradient, as there).
+
+  Args:
+    z_t_bd, z_f_bd, z_w_bd: [B, D] projections (normalised here; already-normalised is fine).
+    pred_f_bd, pred_w_bd: [B, D] predictions of normalised ``z_f`` and ``z_w``.
+    temperature: tau (official 0.15, hard-coded there).
+
+  Returns:
+    ``{"nt_tw", "nt_tf", "nt_wf", "l1_f", "l1_w"}``, float32 scalars.
+  """
+  z_t, z_f, z_w = l2_normalize(z_t_bd), l2_normalize(z_f_bd), l2_normalize(z_w_bd)
+  l1 = lambda p, z: jnp.mean(jnp.abs(p.astype(jnp.float32) - z))  # noqa: E731
+  return {"nt_tw": ntxent_loss(z_t, z_w, temperature=temperature),
+          "nt_tf": ntxent_loss(z_t, z_f, temperature=temperature),
+          "nt_wf": ntxent_loss(z_w, z_f, temperature=temperature),
+          "l1_f": l1(pred_f_bd, z_f), "l1_w": l1(pred_w_bd, z_w)}
+
+
+def frame_projections_loss(z_t_bd: jax.Array, z_f_bd: jax.Array, z_w_bd: jax.Array,
+                           pred_f_bd: jax.Array, pred_w_bd: jax.Array, *,
+                           temperature: float = 0.15, l1_weight: float | None = None) -> jax.Array:
+  """Frame projections' pre-training loss (the official ``IsoAlign.calc_loss``):
+
+  ``L = NT(z_t, z_w) + NT(z_t, z_f) + NT(z_w, z_f) + w (mean|pred_f - z_f| + mean|pred_w - z_w|)``
+
+  with the terms of :func:`frame_projections_terms`. ``l1_weight`` None is the official
+  ``w = 1 / B`` (the element means divided by the batch size once more; the spec's pitfall 2:
+  1/1024 at the official batch, so the predictors barely matter in pre-training).
+
+  Returns:
+    Scalar float32.
+  """
+  terms = frame_projections_terms(z_t_bd, z_f_bd, z_w_bd, pred_f_bd, pred_w_bd,
+                                  temperature=temperature)
+  w = 1.0 / z_t_bd.shape[0] if l1_weight is None else l1_weight
+  return terms["nt_tw"] + terms["nt_tf"] + terms["nt_wf"] + w * (terms["l1_f"] + terms["l1_w"])
+
+
+def frame_projections_mapper_loss(map_f_bd: jax.Array, h_f_bd: jax.Array, map_w_bd: jax.Array,
+                                  h_w_bd: jax.Array) -> jax.Array:
+  """Stage 2 of frame projections: the latent mappers' loss (official ``train_mappers``),
+  ``mean|map_F(h_t) - h_F| + mean|map_W(h_t) - h_W|`` over [B, D] arrays; the frozen encoders'
+  embeddings ``h_F``, ``h_W`` are targets (no gradient)."""
+  h_f = jax.lax.stop_gradient(h_f_bd.astype(jnp.float32))
+  h_w = jax.lax.stop_gradient(h_w_bd.astype(jnp.float32))
+  return (jnp.mean(jnp.abs(map_f_bd.astype(jnp.float32) - h_f))
+          + jnp.mean(jnp.abs(map_w_bd.astype(jnp.float32) - h_w)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Recommendation: BPR-MF, LightGCN (ssljax.methods.bpr, ssljax.methods.lightgcn)
+# ---------------------------------------------------------------------------------------------
+
+
+def bpr_loss(pos_b: jax.Array, neg_b: jax.Array) -> jax.Array:
+  """Bayesian personalised ranking (Rendle et al., UAI 2009, eq. 4 without the prior term).
+
+  ``mean_b -log sigmoid(pos_b - neg_b) = mean_b softplus(neg_b - pos_b)``: each user should
+  score its observed item above a sampled unobserved one.
+
+  Args:
+    pos_b: scores of the (user, observed item) pairs [B] (or [B, n] with n negatives each,
+      broadcast against ``neg_b``).
+    neg_b: scores of the (user, negative item) pairs, same shape.
+
+  Returns:
+    Scalar float32 (log 2 when every score is equal).
+  """
+  diff = pos_b.astype(jnp.float32) - neg_b.astype(jnp.float32)
+  return jnp.mean(jax.nn.softplus(-diff))
+
+
+def embedding_l2(*embeddings_bd: jax.Array) -> jax.Array:
+  """``0.5 * sum_e ||e||_F^2 / B``: the L2 penalty on the embeddings a batch reads.
+
+  LightGCN (He et al., SIGIR 2020, eq. 15) regularises the layer-0 embeddings
+  ``lambda ||E^(0)||^2``; the official code applies it to the rows of the batch's users,
+  positive and negative items, halved and divided by the batch size B (rows of the first array).
+  """
+  size = embeddings_bd[0].shape[0]
+  total = sum(jnp.sum(jnp.square(e.astype(jnp.float32))) for e in embeddings_bd)
+  return 0.5 * total / size

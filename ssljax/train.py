@@ -523,9 +523,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       first = evaluator.run(state)
       writer.write(0, first)  # The curves in metrics.jsonl / TensorBoard start at step 0.
       writers.info("at initialisation: " + json.dumps(first), enabled=lead)
-      # The raw-feature baselines do not depend on the network: reported once, not as init_*.
+      # The raw-feature and popularity baselines do not depend on the network: reported once,
+      # not as init_*; nor is the model selection over evaluations (best_*).
       at_init = {f"init_{k}": v for k, v in first.items()
-                 if not k.startswith(("raw_", "gbdt_"))}
+                 if not k.startswith(("raw_", "gbdt_", "pop_", "best_"))}
     with _StopSignal() as stop:
       state = _loop(run, state, train_iter, ckpt, writer, evaluator, progress, stop, start)
     results = {**at_init, **evaluator.run(state)}

@@ -16,6 +16,9 @@ Names (``input.data.name``):
 * ``ts``: your own ``.ts`` file (``input.data.path``, the training file); the test split is the
   file with ``_TRAIN`` replaced by ``_TEST`` when it exists, else a deterministic hold-out of
   ``input.data.test_fraction``.
+* ``wav`` (a folder of ``.wav`` files, ``input.data.path``) and ``wav:<preset>``: audio as mono
+  series ``[T, 1]``, read by :mod:`ssljax.data.audio` (its keys: ``sample_rate``, ``seconds``,
+  ``resample``, ``label_from``, ``folders``).
 * ``npz`` whose file holds ``series`` (float [N, T, C] or [N, T]), optional ``labels`` (int [N])
   and ``lengths`` (int [N]); a ``train_`` / ``test_`` prefix on each key gives both splits, else a
   hold-out as above.
@@ -44,7 +47,9 @@ _HOLDOUT_SEED = 0
 
 def is_series(name: str, data_cfg=None) -> bool:
   """Whether ``input.data.name`` (with its config, for ``npz``) names a sequence source."""
-  if name.startswith(("ucr:", "uea:")) or name == "ts":
+  if name.startswith(("ucr:", "uea:", "synth:")) or name == "ts":
+    return True
+  if name == "wav" or name.startswith("wav:"):  # Audio folders (ssljax.data.audio): mono series.
     return True
   if name == "npz" and data_cfg is not None:
     path = data_cfg.get("path")
@@ -320,6 +325,10 @@ def _trim(where: str, series: list[np.ndarray]) -> tuple[list[np.ndarray], np.nd
 
 def _raw(data_cfg, name: str) -> dict:
   """``{"train": (series list, labels|None), "test": (...)}`` before padding and scaling."""
+  if name.startswith("synth:"):  # TimeX's synthetic sets with known salient timestamps.
+    from ssljax.data import synth_series
+
+    return synth_series.raw_splits(name)
   if name.startswith(("ucr:", "uea:")):
     files = _archive_files(data_cfg, name)
     (tr, ytr, _), (te, yte, _) = read_ts(files[0]), read_ts(files[1])
@@ -466,6 +475,10 @@ def load_series(data_cfg, split: str, *, key: str = "split") -> SeriesSet:
       between series or splits, test classes the training split lacks.
   """
   name = str(data_cfg.get("name"))
+  if name == "wav" or name.startswith("wav:"):
+    from ssljax.data import audio
+
+    return audio.load_audio(data_cfg, split, key=key)
   if split not in ("train", "test"):
     raise ConfigError(f"{key}={split!r}: sequence data sets have the splits 'train' and 'test'")
   sets = _load_both(name, data_cfg.get("path"), data_cfg.get("data_dir"),

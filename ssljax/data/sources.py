@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ssljax.data import digits, series, tables
+from ssljax.data import digits, interactions, series, tables
 from ssljax.data.checks import check_npz_pair
 from ssljax.errors import ConfigError, DataError
 
@@ -28,8 +28,8 @@ _DIGITS_NAMES = ("digits", digits.NAME)
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _HOLDOUT_SEED = 0  # fixed: the folder/npz hold-out split must be the same on every run and host
 _NAME_HINT = ("use 'digits', 'folder', 'npz', a table (sklearn:<name>, csv), a time series set "
-              "(ucr:<Name>, uea:<Name>, ts) or a TFDS name such as cifar10, cifar100, stl10, "
-              "imagenette, imagenet2012")
+              "(ucr:<Name>, uea:<Name>, ts), an audio folder (wav, wav:asterisk) or a TFDS name "
+              "such as cifar10, cifar100, stl10, imagenette, imagenet2012")
 # A random-access TFDS split whose decoded images fit in this many bytes keeps each image in
 # memory after its first read, so later epochs skip the array_record read and the PNG/JPEG decode
 # (~0.2 ms per image here; the shipped digits are read ~75 times each in the default run). CIFAR-10
@@ -52,8 +52,11 @@ class DatasetInfo:
     num_eval: examples in ``input.data.eval_split``.
     features: ``(name, shape, dtype)`` of each array an example holds (the element spec); empty
       for image data sets, whose spec follows from ``image_shape`` and ``task``.
-    task: ``'classification'``, ``'regression'`` or None (no labels).
-    cardinalities: codes per categorical table column (tables with ``x_cat`` only).
+    task: ``'classification'``, ``'regression'``, ``'ranking'`` (interactions) or None (no
+      labels).
+    cardinalities: codes per categorical table column (tables with ``x_cat`` only); for
+      interactions, the catalogue sizes ``(num_users, num_items)`` (user and item ids are two
+      categorical columns; their code counts size the embedding tables).
   """
 
   name: str
@@ -82,7 +85,8 @@ class DatasetInfo:
   @property
   def modality(self) -> str:
     """``'image'`` when the examples hold an ``image``, ``'table'`` for ``x_num`` / ``x_cat``,
-    ``'series'`` for ``series`` (time series, :mod:`ssljax.data.series`)."""
+    ``'series'`` for ``series`` (time series, :mod:`ssljax.data.series`), ``'interactions'``
+    for ``user`` / ``item`` pairs (recommendation, :mod:`ssljax.data.interactions`)."""
     spec = self.element_spec
     if "image" in spec:
       return "image"
@@ -90,6 +94,8 @@ class DatasetInfo:
       return "table"
     if "series" in spec:
       return "series"
+    if "user" in spec and "item" in spec:
+      return "interactions"
     return "other"
 
   @property
@@ -341,6 +347,8 @@ def open_split(data_cfg, split: str, *, key: str) -> Split:
   name = data_name(data_cfg)
   if tables.is_table(name):
     opened = _table_split(data_cfg, split, key=key)
+  elif interactions.is_interactions(name):
+    opened = _interaction_split(data_cfg, split, key=key)
   elif series.is_series(name, data_cfg):
     opened = _series_split(data_cfg, split, key=key)
   elif name in ("folder", "npz"):
@@ -361,6 +369,14 @@ def _table_split(data_cfg, split: str, *, key: str) -> Split:
                    for k, (shape, dtype) in tables.element_spec(table).items())
   return Split(source=table, num_classes=table.num_classes, image_shape=None, features=features,
                task=table.task, cardinalities=table.preprocessor.cardinalities)
+
+
+def _interaction_split(data_cfg, split: str, *, key: str) -> Split:
+  """(user, item) examples of one split; ``cardinalities`` are the catalogue sizes (U, I)."""
+  source, whole = interactions.open_split(data_cfg, split, key=key)
+  return Split(source=source, num_classes=0, image_shape=None,
+               features=interactions.ELEMENT_SPEC, task="ranking",
+               cardinalities=(whole.num_users, whole.num_items))
 
 
 def _series_split(data_cfg, split: str, *, key: str) -> Split:

@@ -53,7 +53,7 @@ import numpy as np
 from ssljax import data, sharding, writers
 from ssljax.data import augment
 from ssljax.errors import ConfigError, DataError
-from ssljax.evals import regression, svm
+from ssljax.evals import explain, ranking, regression, svm
 from ssljax.evals.knn import knn_top1
 from ssljax.evals.linear import linear_probe
 from ssljax.metrics import normalized_std, rankme
@@ -69,18 +69,23 @@ class EvaluatorSpec:
   name: str
   fn: Callable[["Evaluator", Any], dict[str, float]]
   tasks: tuple[str, ...]
+  # Optional ``check(ev)``: its settings against the data, run when the Evaluator is built
+  # (before training starts), raising a one-line ConfigError.
+  check: Callable[["Evaluator"], None] | None = None
 
 
 EVALUATORS: dict[str, EvaluatorSpec] = {}
 
 
 def register_evaluator(name: str, fn: Callable[["Evaluator", Any], dict[str, float]], *,
-                       tasks: tuple[str, ...]) -> None:
+                       tasks: tuple[str, ...],
+                       check: Callable[["Evaluator"], None] | None = None) -> None:
   """Makes ``fn`` runnable as ``eval.evals=(name, ...)``; ``tasks``: the ``DatasetInfo.task``
-  values (``classification``, ``regression``, ...) whose data it can evaluate."""
+  values (``classification``, ``regression``, ...) whose data it can evaluate; ``check(ev)``
+  (optional) validates its settings when the Evaluator is built."""
   if name == "auto":
     raise ValueError("'auto' is reserved: it picks the evaluators from the probe data's labels")
-  EVALUATORS[name] = EvaluatorSpec(name, fn, tuple(tasks))
+  EVALUATORS[name] = EvaluatorSpec(name, fn, tuple(tasks), check)
 
 
 def resolve_evals(names, task: str | None, *, where: str) -> tuple[str, ...]:
@@ -204,6 +209,9 @@ class Evaluator:
         in_shardings=(None, None, sharding.batch_sharding(mesh)),
         out_shardings=sharding.replicated(mesh),
     )
+    for name in self.evals:  # Evaluator settings that the data can refute, checked up front.
+      if EVALUATORS[name].check is not None:
+        EVALUATORS[name].check(self)
 
   def features(self, state, split: str, *, max_samples: int = -1, probe: bool = True,
                raw: bool = False) -> dict[str, np.ndarray]:
@@ -376,6 +384,9 @@ def regression_eval(ev: Evaluator, state) -> dict[str, float]:
 register_evaluator("classification", classification, tasks=("classification",))
 register_evaluator("regression", regression_eval, tasks=("regression",))
 register_evaluator("svm", svm.evaluate, tasks=("classification",))
+register_evaluator("explain", explain.evaluate, tasks=("classification",),
+                   check=explain.check)
+register_evaluator("ranking", ranking.evaluate, tasks=("ranking",), check=ranking.check)
 
 
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssljax import data, methods, train
-from ssljax.data import augment, series, tables
+from ssljax.data import augment, interactions, series, tables
 
 
 class Built(NamedTuple):
@@ -95,6 +95,8 @@ def is_table(config) -> bool:
 
 
 def is_image(config) -> bool:
-  """Neither a table nor a time series (those name their data source by a prefix)."""
+  """Neither a table, a time series nor interactions (those name their data source by a prefix
+  or a name of their own)."""
   name = str(config.input.data.name)
-  return not (tables.is_table(name) or series.is_series(name, config.input.data))
+  return not (tables.is_table(name) or series.is_series(name, config.input.data)
+              or interactions.is_interactions(name))

@@ -53,7 +53,9 @@ def _setup(name, digits_dir):
     def loss_of(params, state, views):
       return method.loss(params, state, views, jax.random.key(2))
 
-    grad_fn = jax.jit(jax.value_and_grad(loss_of, argnums=(0, 1), has_aux=True))
+    # allow_int: a state may hold integer arrays (the recommenders' training-item CSR); their
+    # "gradients" are float0 and the check below reads the floating ones.
+    grad_fn = jax.jit(jax.value_and_grad(loss_of, argnums=(0, 1), has_aux=True, allow_int=True))
     _CACHE[name] = (method, params, state, views, grad_fn)
   return _CACHE[name]
 

