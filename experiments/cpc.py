@@ -30,13 +30,14 @@ The probe label is the prompt category (digit / letter / phonetic word), not the
 is recorded once by one speaker, so a word can never be both in training and in test. The
 majority class (digits) is 52.2% of the 46 test clips; one clip is 2.2 points.
 
-Measured (this default, seed 0, ``python main.py --config=experiments/cpc.py`` on the working
-tree over commit 6b82689, 2-core CPU: 139 s, 324 s while shared with other jobs; a second run
-gave the same numbers): untrained -> trained SVM 52.2% -> 67.4%, kNN 45.7% -> 69.6%, linear
-probe 52.2% -> 60.9%, RankMe 15.6 -> 47.3 (the InfoNCE falls from log(1,400 frames) = 7.2 to
-0.75: with 136 clips CPC also learns to recognise the clips themselves). Single runs on 46 test clips move by several points between seeds: a GPU
-sweep of this recipe (3 seeds, scikit-learn's 5-NN and logistic regression on the same features)
-gave kNN 49% -> 54% after 200 steps and 59% after 400, logistic regression 50% -> 60% and 54%.
+Measured (this default, seed 0, ``python main.py --config=experiments/cpc.py`` on the working tree
+over commit 6b82689, 2-core CPU: 139 s, 324 s while shared with other jobs; a second run gave the
+same numbers): untrained -> trained SVM 52.2% -> 67.4%, kNN 45.7% -> 69.6%, linear probe 52.2% ->
+60.9%, RankMe 15.6 -> 47.3 (the InfoNCE falls from log(1,400 frames) = 7.2 to 0.75: with 136 clips
+CPC also learns to recognise the clips themselves). Single runs on 46 test clips move by several
+points between seeds: a GPU sweep of this recipe (3 seeds, scikit-learn's 5-NN and logistic
+regression on the same features) gave kNN 49% -> 54% after 200 steps and 59% after 400, logistic
+regression 50% -> 60% and 54%.
 ``data=wav:tones`` (same sweep, 150 steps): kNN 50% -> 86%, logistic regression 44% -> 92%.
 
 Published (the paper, LibriSpeech 100 h, linear probes on the context): speaker classification
