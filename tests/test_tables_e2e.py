@@ -85,9 +85,11 @@ def test_regression_target_gets_the_ridge_probe(capsys, tmp_path):
     (["--config.input.data.target=churn"], ["input.data.target='churn'", "no such column"]),
     (["--config.input.data.name=openml:1590"], ["not cached", "download=True"]),
     (["--config.eval.data.colour=red"], ["colour"]),
-    # Evaluators by name (eval.evals): an unknown one, and one the labels cannot feed.
-    (["--config.eval.evals=ranking"], ["eval.evals", "no evaluator 'ranking'", "classification"]),
+    # Evaluators by name (eval.evals): an unknown one, and ones the labels cannot feed.
+    (["--config.eval.evals=retrieval"], ["eval.evals", "no evaluator 'retrieval'",
+                                         "classification"]),
     (["--config.eval.evals=regression"], ["eval.evals", "'regression'", "classification labels"]),
+    (["--config.eval.evals=ranking"], ["eval.evals", "'ranking'", "classification labels"]),
 ])
 def test_bad_table_input_is_one_line_and_writes_nothing(capsys, tmp_path, flags, needles):
   path = _csv(tmp_path / "t.csv")
