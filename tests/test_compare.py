@@ -40,3 +40,17 @@ def test_variants_get_their_own_folder_and_classifier_accuracy_its_column(tmp_pa
   assert "| method | linear top-1 | kNN top-1 | RankMe | classifier top-1 | wall time |" in out
   assert "| simclr | 90.0% | 75.0% | 12.3 | — | 1m05s |" in out
   assert "| barlow:data=digits | 90.0% | 75.0% | 12.3 | 50.0% | 1m05s |" in out
+
+
+def test_recommenders_get_the_ranking_columns(tmp_path, capsys):
+  for name, ndcg in (("bpr", 0.1343), ("lightgcn", 0.1551)):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "results.json").write_text(json.dumps(
+        {"best_valid_recall@10": 0.1, "best_valid_ndcg@10": ndcg, "best_test_recall@10": 0.09,
+         "best_test_ndcg@10": 0.12, "pop_test_recall@10": 0.0723, "pop_test_ndcg@10": 0.115,
+         "wall_time_s": 77}))
+  assert compare.main(["--methods=bpr,lightgcn", f"--workdir={tmp_path}"]) == 0
+  out = capsys.readouterr().out
+  assert ("| method | valid Recall@10 | valid NDCG@10 | test Recall@10 | test NDCG@10 | "
+          "popularity test Recall@10 | popularity test NDCG@10 | wall time |") in out
+  assert "| lightgcn | 0.1000 | 0.1551 | 0.0900 | 0.1200 | 0.0723 | 0.1150 | 1m17s |" in out

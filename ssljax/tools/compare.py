@@ -13,6 +13,11 @@ not retrained (pass ``--rerun`` to train again). The table (linear top-1, kNN to
 time) is printed as Markdown and written to ``<workdir>/compare.md`` and ``compare.json``.
 An entry ``<method>:<variant>`` runs that variant (e.g. ``sla:baseline``) in
 ``<workdir>/<method>-<variant>``; methods that train a classifier add a "classifier top-1" column.
+Recommendation methods add Recall@10 and NDCG@10 on validation and test at the evaluation with
+the best validation NDCG@10, and the popularity baseline's test numbers::
+
+    python -m ssljax.tools.compare --methods=bpr,lightgcn --workdir=/tmp/rec
+
 Table methods add their baselines (the linear probe on the raw features, HistGradientBoosting)
 and, on regression targets, R² columns::
 
@@ -46,13 +51,21 @@ COLUMNS = (("linear_top1", "linear top-1"), ("init_linear_top1", "at init"),
            ("raw_linear_top1", "raw-feature linear top-1"), ("raw_knn_top1", "raw-feature kNN"),
            ("gbdt_top1", "GBDT top-1"),
            ("ridge_r2", "ridge R²"), ("init_ridge_r2", "at init"),
-           ("raw_ridge_r2", "raw-feature ridge R²"), ("gbdt_r2", "GBDT R²"), ("rankme", "RankMe"),
+           ("raw_ridge_r2", "raw-feature ridge R²"), ("gbdt_r2", "GBDT R²"),
+           # Recommendation (the ranking evaluator): at the evaluation with the best validation
+           # NDCG@10 (selection never reads test), beside the popularity baseline.
+           ("best_valid_recall@10", "valid Recall@10"), ("best_valid_ndcg@10", "valid NDCG@10"),
+           ("best_test_recall@10", "test Recall@10"), ("best_test_ndcg@10", "test NDCG@10"),
+           ("pop_test_recall@10", "popularity test Recall@10"),
+           ("pop_test_ndcg@10", "popularity test NDCG@10"), ("rankme", "RankMe"),
            ("classifier_top1", "classifier top-1"), ("wall_time_s", "wall time"))
 # Shown only when some row has them: classifiers, the untrained network's numbers
 # (eval.at_init), the table baselines, regression metrics.
 OPTIONAL = ("classifier_top1", "raw_linear_top1", "raw_knn_top1", "gbdt_top1", "ridge_r2",
             "raw_ridge_r2", "gbdt_r2", "linear_top1", "knn_top1", "init_linear_top1",
-            "init_knn_top1", "init_ridge_r2")
+            "init_knn_top1", "init_ridge_r2", "best_valid_recall@10", "best_valid_ndcg@10",
+            "best_test_recall@10", "best_test_ndcg@10", "pop_test_recall@10", "pop_test_ndcg@10",
+            "rankme")
 
 
 # T-Loss (Franceschi et al., NeurIPS 2019) test accuracy, K = 10, RBF SVM on its representations:
@@ -86,6 +99,8 @@ def _format(key: str, value) -> str:
     return f"{value:.1f}"
   if key.endswith("_r2"):
     return f"{value:.3f}"
+  if "@" in key:  # Ranking metrics, as recommendation papers print them.
+    return f"{value:.4f}"
   return f"{100 * value:.1f}%"
 
 
