@@ -215,9 +215,18 @@ def split_files(root: str, *, label_from: str = "folder", folders: tuple[str, ..
     out[split] = [(os.path.join(base, p), label) for p, label in files]
   if has_splits:
     return out
-  strata: dict[str | None, list[str]] = {}
-  for path, label in out["all"]:
-    strata.setdefault(label, []).append(os.path.relpath(path, root))
+  # Strata by the label the path gives, whether or not this run reads labels: a run with
+  # input.data.labels=False pre-trains on exactly the training files its probes (which read the
+  # labels) train on. Files without such a label (at the top, under folder labels) train only.
+  strata: dict[str, list[str]] = {}
+  for path, _ in out["all"]:
+    rel = os.path.relpath(path, root)
+    if label_from == "file":
+      key = _label_of_file(rel)
+    else:
+      key = rel.split(os.sep)[0] if os.sep in rel else None
+    if key is not None:
+      strata.setdefault(key, []).append(rel)
   test = set().union(*(_test_share(p, test_fraction) for p in strata.values()))
   return {"train": [(p, y) for p, y in out["all"] if os.path.relpath(p, root) not in test],
           "test": [(p, y) for p, y in out["all"] if os.path.relpath(p, root) in test]}

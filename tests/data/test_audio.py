@@ -128,6 +128,12 @@ def test_labels_from_folders_and_a_stratified_deterministic_split(tmp_path):
   # With labels off, every file is read, the loose one too.
   assert len(audio.load_audio(_cfg(tmp_path, labels=False), "train")) + len(
       audio.load_audio(_cfg(tmp_path, labels=False), "test")) == 25
+  # ... and the split is the labelled one (the probes read labels: no probe test file may be
+  # trained on by an unlabelled run); the loose file, which has no label, trains only.
+  bare = audio.split_files(str(tmp_path), labelled=False)
+  bare_names = lambda split: sorted(os.path.basename(p) for p, _ in bare[split])  # noqa: E731
+  assert bare_names("test") == names("test")
+  assert bare_names("train") == sorted(names("train") + ["loose.wav"])
   # folders= keeps some sub-folders only.
   kept = audio.load_audio(_cfg(tmp_path, folders=("a", "c")), "train")
   assert kept.class_names == ("a", "c")
