@@ -953,21 +953,30 @@ def timex_label_consistency_loss(logits_e_bk: jax.Array, logits_bk: jax.Array, *
   return jnp.square(released(lse[i], lse[j]) - released(ls[i], ls[j]))
 
 
-def timex_gsat_loss(p: jax.Array, *, r: float = 0.5) -> jax.Array:
+def timex_gsat_loss(p: jax.Array, *, r: float = 0.5, valid_bt=None) -> jax.Array:
   """The GSAT sparsity prior on mask probabilities ``p`` (any shape, in [0, 1]): the mean of
   ``KL(Bern(p) || Bern(r)) = p log(p / r) + (1 - p) log((1 - p) / (1 - r))`` (the official
-  ``GSATLoss``, with its 1e-6 guards inside the logs); minimal at p = r."""
+  ``GSATLoss``, with its 1e-6 guards inside the logs); minimal at p = r. With ``valid_bt`` (bool
+  [B, T], ``p`` [B, T, C]) the mean runs over the valid timestamps only (padding is no data)."""
   p = p.astype(jnp.float32)
-  return jnp.mean(p * jnp.log(p / r + 1e-6) + (1.0 - p) * jnp.log((1.0 - p) / (1.0 - r + 1e-6)
-                                                                  + 1e-6))
+  kl = p * jnp.log(p / r + 1e-6) + (1.0 - p) * jnp.log((1.0 - p) / (1.0 - r + 1e-6) + 1e-6)
+  if valid_bt is None:
+    return jnp.mean(kl)
+  w = jnp.broadcast_to(valid_bt[..., None], kl.shape).astype(jnp.float32)
+  return jnp.sum(kl * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
-def timex_connect_loss(p_btc: jax.Array) -> jax.Array:
+def timex_connect_loss(p_btc: jax.Array, valid_bt=None) -> jax.Array:
   """TimeX's connectivity (smoothness) term, the official ``ConnectLoss``: the Frobenius norm of
   the time differences ``p[:, 1:] - p[:, :-1]`` divided by their number of entries
-  (``B (T - 1) C``). 0 for a mask constant in time."""
+  (``B (T - 1) C``). 0 for a mask constant in time. With ``valid_bt`` (bool [B, T]) only the
+  differences between two valid timestamps count, and their number is the divisor."""
   diff = (p_btc[:, 1:] - p_btc[:, :-1]).astype(jnp.float32)
-  return jnp.sqrt(jnp.sum(jnp.square(diff))) / diff.size
+  if valid_bt is None:
+    return jnp.sqrt(jnp.sum(jnp.square(diff))) / diff.size
+  w = jnp.broadcast_to((valid_bt[:, 1:] & valid_bt[:, :-1])[..., None], diff.shape)
+  return jnp.sqrt(jnp.sum(jnp.where(w, jnp.square(diff), 0.0))) / jnp.maximum(
+      jnp.sum(w.astype(jnp.float32)), 1.0)
 
 
 def poly1_cross_entropy(logits_bk: jax.Array, labels_b: jax.Array, *,

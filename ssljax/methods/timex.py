@@ -232,9 +232,12 @@ def _explainer_method(config, clf, *, channels: int, length: int) -> Method:
     logits, z = reference_pass(method_state, batch)
     p = mask_probs(params, x, valid)
     m = tm.gumbel_ste_mask(k_mask, p, tau=tau)
-    # Baseline draws N(mu_t, sigma_t) from the global batch's statistics (multivariate only).
-    mean = jax.lax.stop_gradient(jnp.mean(x, axis=0))
-    var = jax.lax.stop_gradient(jnp.var(x, axis=0))
+    # Baseline draws N(mu_t, sigma_t) from the global batch's statistics (multivariate only),
+    # over the series that have data at t (padding is no data).
+    w = valid[..., None].astype(x.dtype)
+    count = jnp.maximum(jnp.sum(w, axis=0), 1.0)
+    mean = jax.lax.stop_gradient(jnp.sum(x * w, axis=0) / count)
+    var = jax.lax.stop_gradient(jnp.sum(jnp.square(x - mean) * w, axis=0) / count)
     baseline = mean + jnp.sqrt(var) * jax.random.normal(k_base, x.shape)
     logits_e, z_e = explain(params, x, valid, m, baseline)
     mbc = losses.timex_mbc_loss(z, z_e)
@@ -243,8 +246,8 @@ def _explainer_method(config, clf, *, channels: int, length: int) -> Method:
       matched, _ = match_landmarks(k_land, params["landmarks"], z_e)
       landmark_mbc = losses.timex_mbc_loss(z, matched)
     lc = losses.timex_label_consistency_loss(logits_e, logits, faithful_lc_reduction=faithful)
-    gsat = losses.timex_gsat_loss(p, r=r)
-    connect = losses.timex_connect_loss(p)
+    gsat = losses.timex_gsat_loss(p, r=r, valid_bt=valid)
+    connect = losses.timex_connect_loss(p, valid)
     value = (weights["beta_exp"] * (weights["w_gsat"] * gsat + weights["w_connect"] * connect)
              + weights["beta_sim"] * (mbc + landmark_mbc + weights["lam_label"] * lc))
     b = BASELINE_MOMENTUM

@@ -178,7 +178,8 @@ class _DecoderLayer(nn.Module):
   @nn.compact
   def __call__(self, x_btd, memory_bsd, *, memory_valid_bs):
     norm = lambda name: nn.LayerNorm(epsilon=_LN_EPS, name=name)  # noqa: E731
-    x = norm("norm1")(x_btd + _Attention(self.heads, name="self_attention")(x_btd, x_btd))
+    x = norm("norm1")(x_btd + _Attention(self.heads, name="self_attention")(
+        x_btd, x_btd, key_valid_bs=memory_valid_bs))  # The queries share the memory's time axis.
     x = norm("norm2")(x + _Attention(self.heads, name="cross_attention")(
         x, memory_bsd, key_valid_bs=memory_valid_bs))
     ff = nn.Dense(x.shape[-1], name="ffn_out")(nn.relu(nn.Dense(self.ffn, name="ffn_in")(x)))

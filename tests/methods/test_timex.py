@@ -155,6 +155,31 @@ def test_connectivity_matches_formula_and_is_zero_for_constant_masks():
   assert float(losses.timex_connect_loss(jnp.asarray(const))) == 0.0
 
 
+def test_padding_is_no_data_for_the_mask_terms_and_the_mask_generator():
+  # Row 1 has 7 valid timestamps of 12: the terms equal the formulas on its valid prefix (the
+  # mean of the KL over valid entries; connectivity over pairs of valid neighbours only), and
+  # the mask generator's p at valid timestamps ignores what the padding holds.
+  p = RNG.uniform(0.05, 0.95, size=(2, 12, 1))
+  valid = np.ones((2, 12), bool)
+  valid[1, 7:] = False
+  kl = lambda q: q * np.log(q / 0.5 + 1e-6) + (1 - q) * np.log((1 - q) / (0.5 + 1e-6) + 1e-6)  # noqa: E731
+  want = np.concatenate([kl(p[0]).ravel(), kl(p[1, :7]).ravel()]).mean()
+  got = losses.timex_gsat_loss(jnp.asarray(p), r=0.5, valid_bt=jnp.asarray(valid))
+  np.testing.assert_allclose(float(got), want, rtol=1e-5)
+  d = [np.diff(p[0], axis=0), np.diff(p[1, :7], axis=0)]
+  want = np.sqrt(sum(np.sum(x ** 2) for x in d)) / sum(x.size for x in d)
+  got = losses.timex_connect_loss(jnp.asarray(p), jnp.asarray(valid))
+  np.testing.assert_allclose(float(got), want, rtol=1e-5)
+  gen = tm.MaskGenerator(d_pe=16)
+  x = jnp.asarray(RNG.normal(size=(2, 12, 1)), jnp.float32)
+  memory = jnp.asarray(RNG.normal(size=(2, 12, 17)), jnp.float32)  # D = C + d_pe.
+  params = gen.init(jax.random.key(0), x, memory, valid_bt=jnp.asarray(valid))
+  p1 = gen.apply(params, x, memory, valid_bt=jnp.asarray(valid))
+  junk = jnp.where(jnp.asarray(valid)[..., None], x, 50.0)
+  p2 = gen.apply(params, junk, memory, valid_bt=jnp.asarray(valid))
+  np.testing.assert_allclose(p1[1, :7], p2[1, :7], rtol=1e-5, atol=1e-6)
+
+
 # ----------------------------------------------------------------- straight-through mask
 
 
