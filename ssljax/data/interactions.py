@@ -35,7 +35,8 @@ Processing (fields of ``input.data``):
   ``split_ratios``, default 8:1:1: RecBole's random split of the interactions), ``user_ratio``
   (each user's interactions permuted and cut by the ratios, floors for valid and test, so every
   user keeps the most in train) or ``loo`` (leave-one-out by time: each user's last interaction
-  is test, the one before it valid; users with fewer than 3 keep theirs in train).
+  is test, the one before it valid; a user with 2 interactions gets no validation item, one with
+  a single interaction keeps it in train).
 
 Errors are one line naming the key or file: missing columns (named), ids or numbers that do not
 parse (column and row named), a split that leaves users without a training interaction (counted,

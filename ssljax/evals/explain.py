@@ -24,6 +24,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from ssljax.data import series as series_lib
 from ssljax.data import synth_series
 from ssljax.errors import ConfigError
 
@@ -106,7 +107,10 @@ def evaluate(ev, state) -> dict[str, float]:
     raise ConfigError(f"eval.evals='explain': method={ev.method.name!r} gives no saliency; use "
                       "an explainer (timex)")
   rows = synth_series.scored_rows(name, split.label)
-  series, truth = split.series[rows], split.salient[rows]
+  # The series as training read them (input.data.normalize applied), in the generator's order;
+  # the ground truth comes from the generator.
+  seen = series_lib.load_series(ev.data_cfg, str(ev.data_cfg.eval_split))
+  series, truth = np.asarray(seen.series)[rows], split.salient[rows]
   saliency = saliency_of(ev.method.represent, state.params["method"], state.method_state, series,
                          batch_size=int(ev.cfg.batch_size))
   results = explanation_metrics(saliency, truth)
