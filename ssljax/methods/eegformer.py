@@ -14,7 +14,11 @@ replaced by a learned mask token before the encoder and only those patches are s
 No official code exists and the paper's details reach us partly through third-party summaries, so
 the choices they leave open are config fields (``eegformer.*``), each [unverified]: the FFT
 window (``window``, 0 = one FFT over the whole segment), taper, log or linear amplitude, P, S, K,
-the mask ratio, and the codebook's update:
+the mask ratio, and the codebook's update. Padding: ``window=0`` reads each series' own length
+(the FFT of its valid samples); with ``window > 0`` every window of the padded buffer is a token,
+so on series of different lengths the windows past a series' end (zeros, constant after the log)
+enter the normalisation, the loss and the pooled representation: pad recordings to one length
+(cut fixed windows, as the paper's 12-s segments) or use ``window=0`` there.
 
 * ``codebook_update='ema'`` (default): the codebook lives in ``method_state`` and follows the
   exponential moving average of the encoder outputs assigned to each code (van den Oord et al.
