@@ -394,17 +394,15 @@ def _load_both(path, sample_rate, seconds, label_from, normalize, test_fraction,
       x[..., 0] = np.where(valid(x, n), (x[..., 0] - mean) / std, 0.0)
   classes: tuple[str, ...] = ()
   if labelled:
-    classes = tuple(sorted(set(parts["train"][2]), key=series_lib._class_key))
+    classes = series_lib.training_classes(parts["train"][2])
   out = {}
   for split, (x, n, labels) in parts.items():
     label = None
     if classes:
-      index = {c: i for i, c in enumerate(classes)}
-      unknown = sorted(set(labels) - set(index))
+      label, unknown = series_lib.label_codes(labels, classes)
       if unknown:
         raise DataError(f"{path}: class(es) {unknown[:5]} of the {split} split have no training "
                         "files; add some to train/ or drop them from test/")
-      label = np.asarray([index[v] for v in labels], np.int32)
     out[split] = series_lib.SeriesSet(x, n, label, classes)
   return out
 

@@ -440,21 +440,34 @@ def _load_both(name: str, path, data_dir, download: bool, normalize: str, test_f
   t = max(int(p[2].max()) for p in parts.values())
   classes: tuple[str, ...] = ()
   if labels_on and parts["train"][1] is not None:
-    classes = tuple(sorted(set(parts["train"][1]), key=_class_key))
+    classes = training_classes(parts["train"][1])
   out = {}
   for split, (series, labels, lengths, where) in parts.items():
     label = None
     if classes:
       if labels is None:
         raise DataError(f"{where}: the {split} split has no labels but the training split has")
-      index = {c: i for i, c in enumerate(classes)}
-      unknown = sorted(set(labels) - set(index))
+      label, unknown = label_codes(labels, classes)
       if unknown:
         raise DataError(f"{where}: class(es) {unknown[:5]} of the {split} split do not occur in "
                         "the training split")
-      label = np.asarray([index[v] for v in labels], np.int32)
     out[split] = SeriesSet(_pad(series, t), lengths, label, classes)
   return out
+
+
+def training_classes(train_labels) -> tuple[str, ...]:
+  """The class names of a training split's labels, in order (numbers numerically)."""
+  return tuple(sorted(set(train_labels), key=_class_key))
+
+
+def label_codes(labels, classes: tuple[str, ...]) -> tuple[np.ndarray | None, list[str]]:
+  """``(codes int32 [N], [])`` of ``labels`` as indices into ``classes``; ``(None, unknown)``
+  when some labels are not among them (the caller names its file in the error)."""
+  index = {c: i for i, c in enumerate(classes)}
+  unknown = sorted(set(labels) - set(index))
+  if unknown:
+    return None, unknown
+  return np.asarray([index[v] for v in labels], np.int32), []
 
 
 def _class_key(name: str):
