@@ -238,7 +238,11 @@ def set_interaction_data(c: mlc.ConfigDict, name: str) -> None:
       path=mlc.FieldReference(None, field_type=str), download=False, train_split="train",
       eval_split="test", labels=True, sep="", columns=(), user_column="", item_column="",
       rating_column="", time_column="", min_rating=0.0, k_core=0, split="random",
-      split_ratios=(0.8, 0.1, 0.1), split_seed=2020))
+      split_ratios=(0.8, 0.1, 0.1), split_seed=2020,
+      # Side information (ssljax.data.interactions): a user-user graph and item features.
+      social_path=mlc.FieldReference(None, field_type=str), social_sep="", social_header=False,
+      social_unknown="error", item_path=mlc.FieldReference(None, field_type=str), item_sep="",
+      item_columns=(), item_id_column="", item_feature_columns=(), item_multi_sep="|"))
   c.input.views = mlc.ConfigDict()
   c.eval.evals = "ranking"
   c.eval.knn = False

