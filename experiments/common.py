@@ -257,6 +257,9 @@ def set_interaction_data(c: mlc.ConfigDict, name: str) -> None:
       # evaluation (eval.every_steps) with the highest eval.ranking.select.
       select="valid_ndcg@10",
       batch_users=512,  # Users scored against the whole catalogue at once, on device.
+      # Early stopping: end training after this many evaluations without a better select
+      # (0: train for total_epochs; RecBole's stopping_step is 10).
+      patience=0,
       popularity=True))  # pop_*: items ranked by their training interactions.
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000

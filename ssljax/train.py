@@ -499,6 +499,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     if ckpt.latest_step is not None:
       state = ckpt.restore(ckpt.latest_step, run.abstract_state, train_iter)
       writers.info(f"resuming from {ckpt.directory / str(ckpt.latest_step)}", enabled=lead)
+      evaluator.resume(_logged_metrics(workdir, up_to=ckpt.latest_step))
     else:
       state = create_state(run)
     if lead:
@@ -526,12 +527,17 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       # The raw-feature and popularity baselines do not depend on the network: reported once,
       # not as init_*; nor is the model selection over evaluations (best_*).
       at_init = {f"init_{k}": v for k, v in first.items()
-                 if not k.startswith(("raw_", "gbdt_", "pop_", "best_"))}
-    with _StopSignal() as stop:
-      state = _loop(run, state, train_iter, ckpt, writer, evaluator, progress, stop, start)
+                 if not k.startswith(("raw_", "gbdt_", "pop_", "best_", "evals_since_best"))}
+    if evaluator.stop_reason:  # A restarted run that had already stopped early.
+      writers.info(f"not training further: {evaluator.stop_reason}", enabled=lead)
+    else:
+      with _StopSignal() as stop:
+        state = _loop(run, state, train_iter, ckpt, writer, evaluator, progress, stop, start)
     results = {**at_init, **evaluator.run(state)}
     results.update(step=int(jax.device_get(state.step)),
                    wall_time_s=round(time.perf_counter() - t_start, 2))
+    if evaluator.stop_reason:
+      results["stopped_early"] = evaluator.stop_reason
     if lead:
       _write_json(workdir / "results.json", results)
       writers.info("results: " + json.dumps(results), enabled=lead)
@@ -540,6 +546,26 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     if writer is not None:
       writer.close()
     ckpt.close()
+
+
+def _logged_metrics(workdir: epath.Path, *, up_to: int) -> list[dict[str, Any]]:
+  """The ``metrics.jsonl`` records of steps <= ``up_to`` (those after the restored checkpoint
+  are retrained), oldest first; empty when the file is missing or unreadable."""
+  path = workdir / "metrics.jsonl"
+  records = []
+  try:
+    lines = path.read_text().splitlines()
+  except OSError:
+    return records
+  for line in lines:
+    try:
+      record = json.loads(line)
+    except ValueError:
+      continue  # A line cut short by a crash.
+    if isinstance(record, dict) and isinstance(record.get("step"), int) and (
+        record["step"] <= up_to):
+      records.append(record)
+  return records
 
 
 def _loop(run: Run, state, train_iter, ckpt, writer, evaluator, progress, stop, start):
@@ -600,6 +626,11 @@ def _loop(run: Run, state, train_iter, ckpt, writer, evaluator, progress, stop, 
         ckpt.latest_step = done
     else:
       pending = (done, metrics, state)
+    if evaluator.stop_reason:  # Early stopping (an evaluator's patience ran out).
+      if ckpt.latest_step != done and ckpt.save(done, state, train_iter, force=True):
+        ckpt.latest_step = done
+      writers.info(f"stopping early at step {done}: {evaluator.stop_reason}", enabled=lead)
+      break
     if stopping:
       name = signal.Signals(stop.signum).name if stop.signum else "a stop signal"
       writers.info(f"received {name} at step {done}; checkpoint saved in {ckpt.directory}; "

@@ -72,6 +72,9 @@ class EvaluatorSpec:
   # Optional ``check(ev)``: its settings against the data, run when the Evaluator is built
   # (before training starts), raising a one-line ConfigError.
   check: Callable[["Evaluator"], None] | None = None
+  # Optional ``resume(ev, records)``: the metrics.jsonl records of the run before a restart, so
+  # that what it keeps across evaluations (the model selection) survives the restart.
+  resume: Callable[["Evaluator", list[dict[str, Any]]], None] | None = None
 
 
 EVALUATORS: dict[str, EvaluatorSpec] = {}
@@ -79,13 +82,18 @@ EVALUATORS: dict[str, EvaluatorSpec] = {}
 
 def register_evaluator(name: str, fn: Callable[["Evaluator", Any], dict[str, float]], *,
                        tasks: tuple[str, ...],
-                       check: Callable[["Evaluator"], None] | None = None) -> None:
+                       check: Callable[["Evaluator"], None] | None = None,
+                       resume: Callable[["Evaluator", list], None] | None = None) -> None:
   """Makes ``fn`` runnable as ``eval.evals=(name, ...)``; ``tasks``: the ``DatasetInfo.task``
   values (``classification``, ``regression``, ...) whose data it can evaluate; ``check(ev)``
-  (optional) validates its settings when the Evaluator is built."""
+  (optional) validates its settings when the Evaluator is built; ``resume(ev, records)``
+  (optional) restores its state from the logged metrics when a run restarts.
+
+  An evaluator may ask the training loop to stop early by setting ``ev.stop_reason`` (a
+  sentence saying why); the loop checkpoints and ends the run there."""
   if name == "auto":
     raise ValueError("'auto' is reserved: it picks the evaluators from the probe data's labels")
-  EVALUATORS[name] = EvaluatorSpec(name, fn, tuple(tasks), check)
+  EVALUATORS[name] = EvaluatorSpec(name, fn, tuple(tasks), check, resume)
 
 
 def resolve_evals(names, task: str | None, *, where: str) -> tuple[str, ...]:
@@ -190,6 +198,7 @@ class Evaluator:
     self.evals = resolve_evals(self.cfg.get("evals", ("auto",)), self.probe_info.task,
                                where=self.data_cfg.name)
     self._noted = False
+    self.stop_reason: str | None = None  # Set by an evaluator that ends training early.
     self.mesh = mesh
     self.method = method
     shards = math.lcm(sharding.data_axis_size(mesh), jax.process_count())
@@ -270,6 +279,13 @@ class Evaluator:
     n = int(self.cfg.rankme_samples)
     return collapse_metrics(
         self.features(state, self.train_cfg.train_split, max_samples=n, probe=False), n)
+
+  def resume(self, records: list[dict[str, Any]]) -> None:
+    """Gives each evaluator the metrics logged before a restart (``metrics.jsonl`` records up
+    to the restored step), so model selection and early stopping carry on where they were."""
+    for name in self.evals:
+      if EVALUATORS[name].resume is not None:
+        EVALUATORS[name].resume(self, records)
 
   def _note(self, text: str) -> None:
     if not self._noted:
@@ -386,7 +402,8 @@ register_evaluator("regression", regression_eval, tasks=("regression",))
 register_evaluator("svm", svm.evaluate, tasks=("classification",))
 register_evaluator("explain", explain.evaluate, tasks=("classification",),
                    check=explain.check)
-register_evaluator("ranking", ranking.evaluate, tasks=("ranking",), check=ranking.check)
+register_evaluator("ranking", ranking.evaluate, tasks=("ranking",), check=ranking.check,
+                   resume=ranking.resume)
 
 
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:

@@ -24,6 +24,12 @@ model selection on the validation split only: ``best_step`` and ``best_valid_*``
 ``best_test_*``, the metrics of the evaluation so far whose ``eval.ranking.select`` (default
 ``valid_ndcg@10``) was highest. Test numbers never choose anything; evaluate during training
 (``eval.every_steps``) for the choice to have candidates.
+
+Early stopping: with ``eval.ranking.patience`` = P > 0, training ends (checkpointed) after P
+evaluations in a row without a new best ``select`` (RecBole's ``stopping_step``, counted in
+evaluations); ``evals_since_best`` is logged with every evaluation. A restarted run rebuilds the
+selection and the count from its ``metrics.jsonl``, so neither forgets the evaluations before the
+restart.
 """
 
 from __future__ import annotations
@@ -174,6 +180,9 @@ class _RunState:
   vectors: Any  # jitted (params, method_state, batch) -> {"user", "item"}
   popularity: dict[str, float] | None = None
   best: tuple[float, int, dict[str, float]] | None = None  # (select value, step, metrics)
+  since_best: int = 0  # Evaluations after the best one.
+  last: tuple[int, dict[str, float]] | None = None  # (step, results) of the last evaluation.
+  counted: int = -1  # The last step the selection counted (a step evaluated twice counts once).
 
 
 def _settings(ev) -> dict[str, Any]:
@@ -181,7 +190,7 @@ def _settings(ev) -> dict[str, Any]:
   get = (lambda k, d: cfg.get(k, d)) if cfg is not None else (lambda k, d: d)
   return dict(ks=tuple(get("ks", (10, 20))), metrics=tuple(get("metrics", METRICS)),
               select=str(get("select", "valid_ndcg@10")), batch_users=get("batch_users", 512),
-              popularity=bool(get("popularity", True)))
+              popularity=bool(get("popularity", True)), patience=get("patience", 0))
 
 
 def check(ev) -> None:
@@ -209,6 +218,13 @@ def check(ev) -> None:
   b = s["batch_users"]
   if isinstance(b, bool) or not isinstance(b, int) or b < 1:
     raise ConfigError(f"eval.ranking.batch_users={b!r} must be an integer >= 1")
+  p = s["patience"]
+  if isinstance(p, bool) or not isinstance(p, int) or p < 0:
+    raise ConfigError(f"eval.ranking.patience={p!r} must be an integer >= 0 (evaluations "
+                      "without improvement before training stops; 0: never stop early)")
+  if p and int(ev.cfg.get("every_steps", 0) or 0) <= 0:
+    raise ConfigError(f"eval.ranking.patience={p} needs evaluations during training; set "
+                      "eval.every_steps > 0 (or patience=0)")
 
 
 def _run_state(ev) -> _RunState:
@@ -259,10 +275,41 @@ def _both_splits(data, users_ud, items_id, s) -> dict[str, float]:
   return out
 
 
+def _split_metrics(results: dict[str, Any]) -> dict[str, float]:
+  return {k: v for k, v in results.items() if k.startswith(("valid_", "test_"))}
+
+
+def resume(ev, records: list[dict[str, Any]]) -> None:
+  """Rebuilds the model selection (``best_*``) and the early-stopping count from the metrics
+  logged before a restart (``metrics.jsonl`` records, oldest first)."""
+  s = _settings(ev)
+  run = _run_state(ev)
+  for record in records:
+    value = record.get(s["select"])
+    if not isinstance(value, int | float) or not math.isfinite(value):
+      continue
+    if int(record["step"]) <= run.counted:
+      continue
+    run.counted = int(record["step"])
+    if run.best is None or value > run.best[0]:
+      run.best = (float(value), int(record["step"]), _split_metrics(record))
+      run.since_best = 0
+    else:
+      run.since_best += 1
+  patience = int(s["patience"])
+  if patience and run.best is not None and run.since_best >= patience:
+    ev.stop_reason = (f"{s['select']} had not improved for {run.since_best} evaluations before "
+                      f"the restart (best {run.best[0]:.4f} at step {run.best[1]}; "
+                      f"eval.ranking.patience={patience})")
+
+
 def evaluate(ev, state) -> dict[str, float]:
   """``eval.evals='ranking'``: the metrics of the module docstring for this state."""
   s = _settings(ev)
   run = _run_state(ev)
+  step = int(jax.device_get(state.step))
+  if run.last is not None and run.last[0] == step:  # The final evaluation of a stopped run.
+    return dict(run.last[1])
   users_ud, items_id = all_vectors(run, state)
   results = _both_splits(run.data, users_ud, items_id, s)
   if s["popularity"]:
@@ -272,12 +319,21 @@ def evaluate(ev, state) -> dict[str, float]:
           run.data, np.ones((run.data.num_users, 1), np.float32), pop[:, None], s).items()}
     results.update(run.popularity)
   value = results.get(s["select"])
-  if value is not None and math.isfinite(value):
-    step = int(jax.device_get(state.step))
+  if value is not None and math.isfinite(value) and step > run.counted:
+    run.counted = step
     if run.best is None or value > run.best[0]:
-      current = {k: v for k, v in results.items() if k.startswith(("valid_", "test_"))}
-      run.best = (value, step, current)
+      run.best = (value, step, _split_metrics(results))
+      run.since_best = 0
+    else:
+      run.since_best += 1
   if run.best is not None:
     results["best_step"] = run.best[1]
     results.update({f"best_{k}": v for k, v in run.best[2].items()})
+    results["evals_since_best"] = run.since_best
+    patience = int(s["patience"])
+    if patience and run.since_best >= patience and step > 0 and not ev.stop_reason:
+      ev.stop_reason = (f"{s['select']} has not improved for {run.since_best} evaluations "
+                        f"(best {run.best[0]:.4f} at step {run.best[1]}; "
+                        f"eval.ranking.patience={patience})")
+  run.last = (step, dict(results))
   return results

@@ -161,3 +161,53 @@ def test_popularity_and_selection_on_validation(tmp_path):
     assert result["best_step"] == (5 if best is first else 9)
     assert result["best_test_ndcg@3"] == best["test_ndcg@3"]
     assert result["best_valid_recall@3"] == best["valid_recall@3"]
+
+
+def test_resume_rebuilds_selection_and_patience():
+  """best_* and the early-stopping count come back from the logged records of a restarted run."""
+  records = [{"step": s, "valid_ndcg@10": v, "test_ndcg@10": t}
+             for s, v, t in ((0, 0.1, 0.5), (10, 0.3, 0.2), (20, 0.2, 0.9), (30, 0.25, 0.1))]
+  records.insert(2, {"step": 15, "loss": 1.0})  # A training-only record: not an evaluation.
+  for patience, stops in ((0, False), (2, True), (3, False)):
+    ev = types.SimpleNamespace(cfg=dict(ranking=dict(ks=(10,), patience=patience)),
+                               data_cfg=None, method=None, stop_reason=None,
+                               _ranking=ranking._RunState(data=None, vectors=None))
+    ranking.resume(ev, records)
+    run = ev._ranking
+    # The best validation NDCG is step 10's; two evaluations followed it.
+    assert run.best == (0.3, 10, {"valid_ndcg@10": 0.3, "test_ndcg@10": 0.2})
+    assert run.since_best == 2
+    assert bool(ev.stop_reason) == stops
+    if stops:
+      assert "eval.ranking.patience=2" in ev.stop_reason
+
+
+def test_patience_stops_training_and_a_restart_stays_stopped(tmp_path):
+  """With a vanishing lr the model never improves on its evaluation at step 0: patience 2 ends
+  training at the second evaluation (step 4); running the same config again trains no further."""
+  import experiments.bpr as bpr_experiment
+  from ssljax import train
+
+  lines = ["user_id,item_id"] + [f"{u},{i}" for u in range(24) for i in range(30)
+                                 if (u * 5 + i * 7) % 6 < 2]
+  (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
+  c = bpr_experiment.get_config("data=interactions,runlocal")
+  c.input.data.path = str(tmp_path / "r.csv")
+  c.input.batch_size = 16
+  c.total_steps = 20
+  c.optim.lr = 1e-12  # Adam steps of ~1e-12: the ranking cannot change.
+  c.eval.every_steps = 2
+  c.eval.at_init = True
+  c.eval.ranking.patience = 2
+  c.checkpoint_every_steps = 100
+  c.eval.ranking.ks = (10,)
+  results = train.train_and_evaluate(c, str(tmp_path / "run"))
+  assert results["step"] == 4 and "eval.ranking.patience=2" in results["stopped_early"]
+  assert results["best_step"] == 0 and results["evals_since_best"] == 2
+  again = train.train_and_evaluate(c, str(tmp_path / "run"))
+  assert again["step"] == 4 and again["best_step"] == 0 and "before the restart" in (
+      again["stopped_early"])
+  c.eval.ranking.patience = -1
+  with pytest.raises(ConfigError, match="eval.ranking.patience=-1 must be an integer >= 0"):
+    train.train_and_evaluate(c, str(tmp_path / "bad"))
+  assert not (tmp_path / "bad").exists()
