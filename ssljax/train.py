@@ -528,14 +528,21 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       # not as init_*; nor is the model selection over evaluations (best_*).
       at_init = {f"init_{k}": v for k, v in first.items()
                  if not k.startswith(("raw_", "gbdt_", "pop_", "best_", "evals_since_best"))}
+    train_seconds = 0.0
     if evaluator.stop_reason:  # A restarted run that had already stopped early.
       writers.info(f"not training further: {evaluator.stop_reason}", enabled=lead)
     else:
       with _StopSignal() as stop:
-        state = _loop(run, state, train_iter, ckpt, writer, evaluator, progress, stop, start)
+        state, train_seconds = _loop(run, state, train_iter, ckpt, writer, evaluator, progress,
+                                     stop, start)
     results = {**at_init, **evaluator.run(state)}
-    results.update(step=int(jax.device_get(state.step)),
-                   wall_time_s=round(time.perf_counter() - t_start, 2))
+    end = int(jax.device_get(state.step))
+    results.update(step=end, wall_time_s=round(time.perf_counter() - t_start, 2),
+                   # Training alone after the first (compiling) step, evaluations not counted.
+                   train_time_s=round(train_seconds, 2), steps_per_epoch=run.steps_per_epoch)
+    if end > start + 1:
+      results["train_time_per_epoch_s"] = round(
+          train_seconds * run.steps_per_epoch / (end - start - 1), 3)
     if evaluator.stop_reason:
       results["stopped_early"] = evaluator.stop_reason
     if lead:
@@ -581,9 +588,12 @@ def _loop(run: Run, state, train_iter, ckpt, writer, evaluator, progress, stop, 
   def due(every: int, step: int) -> bool:
     return every > 0 and step % every == 0
 
+  eval_seconds = 0.0  # Time spent in evaluations and RankMe (not training).
+  compiled = None  # When the first step (which compiles) had finished.
+
   def settle(step: int, metrics, state, *, log: bool) -> None:
     """Fetches a finished step's metrics, stops the run if it diverged, logs when asked."""
-    nonlocal window
+    nonlocal window, eval_seconds, compiled
     m = jax.device_get(metrics)
     if not bool(m.pop("finite")):
       last = ckpt.latest_step if ckpt.latest_step is not None else "none"
@@ -593,6 +603,7 @@ def _loop(run: Run, state, train_iter, ckpt, writer, evaluator, progress, stop, 
     if step == start + 1:
       progress.restart_clock(step)  # Compilation counts neither in time left nor in samples/s.
       window = (step, time.perf_counter())
+      compiled = window[1]
     if not log:
       return
     now = time.perf_counter()
@@ -600,10 +611,12 @@ def _loop(run: Run, state, train_iter, ckpt, writer, evaluator, progress, stop, 
       m["samples_per_sec"] = batch_size * (step - window[0]) / max(now - window[1], 1e-9)
     m["learning_rate"] = float(run.schedule(step - 1))
     m["epoch"] = step / run.steps_per_epoch
+    t_eval = time.perf_counter()
     if due(rankme_every, step):
       m.update(evaluator.rankme(state))
     if due(eval_every, step) and step != run.total_steps:
       m.update(evaluator.run(state))
+    eval_seconds += time.perf_counter() - t_eval
     writer.write(step, m)
     progress.line(step, m)
     window = (step, time.perf_counter())  # Evaluation time is not training time.
@@ -636,4 +649,8 @@ def _loop(run: Run, state, train_iter, ckpt, writer, evaluator, progress, stop, 
       writers.info(f"received {name} at step {done}; checkpoint saved in {ckpt.directory}; "
                    "run the same command again to resume", enabled=lead)
       raise SystemExit(128 + int(stop.signum or signal.SIGTERM))
-  return state
+  if pending is not None:
+    settle(*pending, log=False)
+  # Seconds of training after the first step: time since it finished, evaluations taken out.
+  trained = time.perf_counter() - compiled - eval_seconds if compiled is not None else 0.0
+  return state, max(trained, 0.0)

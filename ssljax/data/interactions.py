@@ -22,6 +22,10 @@ Names (``input.data.name``):
 * ``synth-social``: a synthetic social recommendation set (planted communities, social ties,
   power-law item popularity) generated offline from ``synth_*`` sizes, with its user-user graph
   (``ssljax.data.synth_social``; ``social_path`` replaces the generated ties).
+* ``lastfm`` / ``filmtrust``: the social recommendation sets in the QRec / SELFRec folder
+  layout (``input.data.path`` = the folder: ``ratings.txt`` with ``user item value`` per line,
+  and ``trusts.txt`` / ``trust.txt`` with the social links, read as ``social_path``). The
+  value (a listening count, a rating) is the ``rating`` column, so ``min_rating`` applies to it.
 * ``movielens/<config>`` (TFDS) is recognised but not read yet (a later part of the
   recommendation issue); it is one clear error line, not a fall-through to the image readers.
 
@@ -70,7 +74,11 @@ import numpy as np
 
 from ssljax.errors import ConfigError, DataError
 
-NAMES = ("ml-latest-small", "interactions", "inter", "synth-social")
+NAMES = ("ml-latest-small", "interactions", "inter", "synth-social", "lastfm", "filmtrust")
+# Folders in the QRec / SELFRec layout (``input.data.path``): whitespace-separated
+# ``user item value`` records and ``user friend [1]`` social links, no header.
+SOCIAL_FOLDERS = {"lastfm": ("ratings.txt", "trusts.txt"),
+                  "filmtrust": ("ratings.txt", "trust.txt")}
 SPLITS = ("random", "user_ratio", "loo")
 SPLIT_NAMES = ("train", "valid", "test")
 _TFDS_PREFIX = "movielens/"
@@ -80,6 +88,8 @@ _COLUMNS = {
     "interactions": ("user_id", "item_id", "rating", "timestamp"),
     "inter": ("user_id", "item_id", "rating", "timestamp"),
     "synth-social": ("user_id", "item_id", "rating", "timestamp"),
+    "lastfm": ("user_id", "item_id", "rating", "timestamp"),
+    "filmtrust": ("user_id", "item_id", "rating", "timestamp"),
 }
 
 
@@ -215,6 +225,11 @@ def read_records(data_cfg) -> Records:
   elif name == "synth-social":
     from ssljax.data import synth_social
     frame, types, where = synth_social.frame(data_cfg), {}, f"input.data.name={name!r}"
+  elif name in SOCIAL_FOLDERS:
+    frame, types, where = read_table(
+        _social_folder_file(data_cfg, name, 0), key="input.data.path",
+        kind=f"{name}'s ratings.txt (user item value per line)", sep="whitespace",
+        names=("user_id", "item_id", "rating"))
   else:
     raise ConfigError(f"input.data.name={name!r}: not an interaction source; use one of "
                       f"{list(NAMES)}")
@@ -592,6 +607,10 @@ def read_social(data_cfg, records: Records, user_ids: np.ndarray
     DataError: the file is unreadable, has fewer than two columns, or names unknown users.
   """
   path = _get(data_cfg, "social_path", "")
+  name = str(_get(data_cfg, "name"))
+  if not path and name in SOCIAL_FOLDERS:
+    path = _social_folder_file(data_cfg, name, 1)
+    data_cfg = {**dict(data_cfg), "social_sep": "whitespace", "social_header": False}
   if not path and str(_get(data_cfg, "name")) == "synth-social":
     from ssljax.data import synth_social
     return synth_social.social_edges(data_cfg, user_ids)
@@ -621,14 +640,29 @@ def read_social(data_cfg, records: Records, user_ids: np.ndarray
   if unknown.any() and unknown_mode == "error":
     first = int(np.flatnonzero(unknown)[0])
     raise DataError(f"{where}: {int(unknown.sum())} of {len(unknown)} edges name users who have "
-                    f"no interaction (first: row {first + 1}, {ends[0][first]!r} -> "
-                    f"{ends[1][first]!r}); fix the file or set input.data.social_unknown='drop'")
+                    f"no interaction (first: row {first + 1}, {str(ends[0][first])!r} -> "
+                    f"{str(ends[1][first])!r}); fix the file or set "
+                    "input.data.social_unknown='drop'")
   position = {uid: i for i, uid in enumerate(user_ids)}
   src = np.array([position.get(u, -1) for u in ends[0]], np.int64)
   dst = np.array([position.get(u, -1) for u in ends[1]], np.int64)
   keep = (src >= 0) & (dst >= 0) & (src != dst)
   code = np.unique(src[keep] * len(user_ids) + dst[keep])
   return (code // len(user_ids)).astype(np.int32), (code % len(user_ids)).astype(np.int32)
+
+
+def _social_folder_file(data_cfg, name: str, which: int) -> str:
+  """``input.data.path``/<file> of a QRec-layout folder (0: ratings, 1: social links)."""
+  folder = _get(data_cfg, "path", "")
+  files = SOCIAL_FOLDERS[name]
+  if not folder:
+    raise ConfigError(f"input.data.path is not set; input.data.name={name!r} reads a folder "
+                      f"holding {' and '.join(files)} (e.g. the copy distributed with QRec)")
+  folder = os.path.expanduser(str(folder))
+  if not os.path.isdir(folder):
+    raise DataError(f"input.data.path={folder!r}: not a folder; {name!r} reads a folder holding "
+                    f"{' and '.join(files)}")
+  return os.path.join(folder, files[which])
 
 
 def _movielens_item_frame():
