@@ -480,6 +480,10 @@ class InteractionSplit:
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     return {"user": self.user[index], "item": self.item[index]}
 
+  def columns(self) -> dict[str, np.ndarray]:
+    """The whole split as columns (the training pipeline slices batches from them)."""
+    return {"user": self.user, "item": self.item}
+
 
 ELEMENT_SPEC = (("user", (), "int32"), ("item", (), "int32"))
 

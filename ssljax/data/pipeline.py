@@ -138,6 +138,57 @@ class SequentialTrainIterator:
     """Called by grain's checkpoint handler after a restore; reading starts on the next batch."""
 
 
+class ColumnTrainIterator:
+  """Endless shuffled batches sliced from in-memory columns; checkpointable by position.
+
+  For sources that are a few NumPy columns of scalars (interactions: ``user``, ``item``), where
+  grain's per-example reads would cost more than the training step. Each epoch is one
+  permutation of the rows (NumPy, seeded by ``(seed, epoch)``); global batch ``b`` of the epoch
+  is rows ``perm[bG : (b + 1)G]`` and this process reads its contiguous chunk of it, so the
+  global batches do not depend on the process count (as the grain pipeline). The last partial
+  batch of an epoch is dropped. ``get_state`` / ``set_state`` exchange JSON bytes ``{"epoch",
+  "batch"}`` (grain's Orbax handler stores them as for :class:`SequentialTrainIterator`).
+  """
+
+  def __init__(self, columns: dict[str, np.ndarray], *, global_batch: int, local_batch: int,
+               seed: int, index: int):
+    self._columns = columns
+    self._rows = len(next(iter(columns.values())))
+    self._global, self._local = global_batch, local_batch
+    self._offset = index * local_batch
+    self._seed = int(seed)
+    self.batches_per_epoch = self._rows // global_batch
+    if self.batches_per_epoch == 0:
+      raise DataError(f"input.data.train_split: {self._rows} examples do not fill one batch of "
+                      f"{global_batch}; use a smaller input.batch_size or more data")
+    self._epoch, self._batch, self._perm = 0, 0, None
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    if self._perm is None:
+      seq = np.random.SeedSequence([self._seed, self._epoch])
+      self._perm = np.random.default_rng(seq).permutation(self._rows)
+    start = self._batch * self._global + self._offset
+    rows = self._perm[start:start + self._local]
+    self._batch += 1
+    if self._batch == self.batches_per_epoch:
+      self._epoch, self._batch, self._perm = self._epoch + 1, 0, None
+    return {k: v[rows] for k, v in self._columns.items()}
+
+  def get_state(self) -> bytes:
+    return json.dumps({"epoch": self._epoch, "batch": self._batch}).encode()
+
+  def set_state(self, state: bytes | str | dict) -> None:
+    if isinstance(state, bytes | str):
+      state = json.loads(state)
+    self._epoch, self._batch, self._perm = int(state["epoch"]), int(state["batch"]), None
+
+  def start_prefetch(self) -> None:
+    """Called by grain's checkpoint handler after a restore; nothing to prefetch."""
+
+
 def steps_per_epoch(data_cfg, global_batch_size: int) -> int:
   """Training steps per epoch: ``num_train // global_batch_size``, at least 1."""
   train = open_split(data_cfg, config_get(data_cfg, "train_split", "train"),
@@ -207,6 +258,10 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int,
                         f"{data_name(data_cfg)} as array_record (tfds file_format=array_record)")
     return SequentialTrainIterator(source, local_batch=local_batch, seed=seed, index=index,
                                    count=count)
+  columns = getattr(source, "columns", None)
+  if fraction == 1.0 and columns is not None:  # Interactions: slices of two int columns.
+    return ColumnTrainIterator(columns(), global_batch=global_batch_size,
+                               local_batch=local_batch, seed=seed, index=index)
   if fraction < 1.0:
     source = _Labelled(source, labelled_mask(len(source), fraction))
   # One global order (the same shuffle in every process), and each global batch of G examples
