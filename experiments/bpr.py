@@ -58,6 +58,12 @@ def get_config(arg=None) -> mlc.ConfigDict:
   c.eval.every_steps = 195  # Every 5 epochs: the candidates of the validation-based choice.
   # Adam (adamw without decay) at a constant lr 5e-3: RecBole's 1e-3 needs ~100 epochs here.
   c.optim = common.adamw(lr=5e-3, weight_decay=0.0, warmup_epochs=0.0, min_lr_ratio=1.0)
+  common.social_protocol(c, arg.data)
+  if arg.data in ("lastfm", "filmtrust"):
+    # RecBole's lr 1e-3 and a small init (RecBole: xavier, std ~0.01 here): at lr 5e-3 and
+    # std 0.1, LastFM validation NDCG@10 peaks after 25 epochs at .124 (test .145 / .135).
+    c.optim.lr = 1e-3
+    c.encoder.init_std = 0.01
   if arg.runlocal:
     common.runlocal(c)
     c.encoder.dim = 8

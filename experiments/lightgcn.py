@@ -53,6 +53,11 @@ def get_config(arg=None) -> mlc.ConfigDict:
   c.eval.every_steps = 195  # Every 5 epochs: the candidates of the validation-based choice.
   # Adam (adamw without decay) at a constant lr 5e-3: RecBole's 1e-3 needs ~100 epochs here.
   c.optim = common.adamw(lr=5e-3, weight_decay=0.0, warmup_epochs=0.0, min_lr_ratio=1.0)
+  common.social_protocol(c, arg.data)
+  if arg.data in ("lastfm", "filmtrust"):
+    # A small init, as BPR's on these sets; lr 2e-3 to converge within the CPU budget.
+    c.optim.lr = 2e-3
+    c.encoder.init_std = 0.01
   if arg.runlocal:
     common.runlocal(c)
     c.encoder.dim = 8

