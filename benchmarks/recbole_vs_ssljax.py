@@ -44,8 +44,8 @@ def _last_json(text: str) -> dict:
   raise RuntimeError(f"no JSON line in output:\n{text[-3000:]}")
 
 
-def _run(cmd) -> dict:
-  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+def _run(cmd, cwd=ROOT) -> dict:
+  out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
   if out.returncode:
     raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
   return _last_json(out.stdout)
@@ -78,13 +78,11 @@ def recbole_settings(method: str, c) -> dict:
               "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1,
                                         "alpha": 1.0, "dynamic": False, "candidate_num": 0}}
   if method in ("lightgcn", "sgl"):
-    settings["n_layers"] = int(c[method].layers) if method in c else 3
+    settings["n_layers"] = int(c[method].layers)
     settings["reg_weight"] = float(c.bpr.reg_weight)
-  if method == "sgl":
-    s = c.sgl
-    settings.update(type="ED", drop_ratio=float(s.drop_ratio), ssl_tau=float(s.tau),
-                    ssl_weight=float(s.ssl_weight), n_layers=int(s.layers),
-                    reg_weight=float(c.bpr.reg_weight))
+  if method == "sgl":  # SGL-ED: edge dropout views.
+    settings.update(type="ED", drop_ratio=float(c.sgl.drop_rate),
+                    ssl_tau=float(c.sgl.temperature), ssl_weight=float(c.sgl.ssl_weight))
   return settings
 
 
@@ -235,7 +233,8 @@ def main(argv=None) -> int:
         for cmd in order:
           if cmd is None:
             continue
-          result = _run(cmd)
+          # RecBole writes log/ and log_tensorboard/ into its working directory: the temp folder.
+          result = _run(cmd, cwd=folder if cmd is peer else ROOT)
           result["round"] = r
           print(json.dumps(result), flush=True)
           runs.setdefault((method, result["library"]), []).append(result)

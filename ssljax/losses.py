@@ -1083,3 +1083,242 @@ def embedding_l2(*embeddings_bd: jax.Array) -> jax.Array:
   size = embeddings_bd[0].shape[0]
   total = sum(jnp.sum(jnp.square(e.astype(jnp.float32))) for e in embeddings_bd)
   return 0.5 * total / size
+
+
+# ---------------------------------------------------------------------------------------------
+# SelfCF (ssljax.methods.selfcf)
+# ---------------------------------------------------------------------------------------------
+
+
+def selfcf_alignment(pred_u_bd: jax.Array, pred_i_bd: jax.Array, target_u_bd: jax.Array,
+                     target_i_bd: jax.Array) -> jax.Array:
+  """SelfCF's cross-paired negative cosine (Zhou et al., TORS 2023; the official ``loss_fn``).
+
+  ``1/2 D(h(e_u), ẽ_i) + 1/2 D(h(e_i), ẽ_u)`` with ``D(p, z) = -mean_b cos(p_b, sg(z_b))``
+  (:func:`simsiam_loss`): the user's prediction regresses the perturbed *item* embedding of its
+  pair, and the item's prediction the perturbed *user* embedding. The targets are under
+  ``stop_gradient`` here.
+
+  Args:
+    pred_u_bd, pred_i_bd: [B, d] predictor outputs ``h(e_u)``, ``h(e_i)`` of the batch's pairs.
+    target_u_bd, target_i_bd: [B, d] perturbed online embeddings ``ẽ_u``, ``ẽ_i``.
+
+  Returns:
+    Scalar float32 in [-1, 1] (-1 when every prediction points along its target).
+  """
+  return 0.5 * simsiam_loss(pred_u_bd, target_i_bd) + 0.5 * simsiam_loss(pred_i_bd, target_u_bd)
+
+
+def selfcf_l2_sum(*embeddings_bd: jax.Array) -> jax.Array:
+  """``1/2 sum_e ||e||_F^2``: SelfCF's penalty ``R`` on the batch's final embeddings.
+
+  A *sum* over the batch (the official ``L2Loss``), unlike :func:`embedding_l2`'s mean, so its
+  weight interacts with the batch size.
+  """
+  return 0.5 * sum(jnp.sum(jnp.square(e.astype(jnp.float32))) for e in embeddings_bd)
+
+
+def selfcf_loss(pred_u_bd: jax.Array, pred_i_bd: jax.Array, target_u_bd: jax.Array,
+                target_i_bd: jax.Array, online_u_bd: jax.Array, online_i_bd: jax.Array, *,
+                reg_weight: float = 0.0) -> jax.Array:
+  """SelfCF's loss ``L = 1/2 D(h(e_u), ẽ_i) + 1/2 D(h(e_i), ẽ_u) + lambda R``.
+
+  Args:
+    pred_u_bd, pred_i_bd, target_u_bd, target_i_bd: as :func:`selfcf_alignment`.
+    online_u_bd, online_i_bd: [B, d] the online embeddings ``e_u``, ``e_i`` (before the
+      predictor) that ``R = 1/2 (sum ||e_u||^2 + sum ||e_i||^2)`` reads (:func:`selfcf_l2_sum`).
+    reg_weight: lambda >= 0.
+
+  Returns:
+    Scalar float32.
+  """
+  return (selfcf_alignment(pred_u_bd, pred_i_bd, target_u_bd, target_i_bd)
+          + reg_weight * selfcf_l2_sum(online_u_bd, online_i_bd))
+
+
+# ---------------------------------------------------------------------------------------------
+# SGL / SimGCL: InfoNCE between two views of the same graph nodes (ssljax.methods.sgl, simgcl)
+# ---------------------------------------------------------------------------------------------
+
+
+def node_infonce_loss(z1_nd: jax.Array, z2_nd: jax.Array, *, temperature: float,
+                      valid_n: jax.Array | None = None) -> jax.Array:
+  """InfoNCE between two views of N graph nodes, over the valid nodes only.
+
+  SGL (Wu et al., SIGIR 2021) and SimGCL (Yu et al., SIGIR 2022) contrast each node's two views
+  ``z'``, ``z''`` against the other nodes' second views:
+  ``mean over valid n of -log(exp(s(z'_n, z''_n) / tau) / sum over valid m of exp(s(z'_n, z''_m)
+  / tau))``, ``s`` the cosine similarity. One direction, the positive inside the denominator
+  (SELFRec's ``InfoNCE``); a batch's users and items are contrasted separately. ``valid_n``
+  lets a fixed-shape batch hold repeated or padded rows (:func:`ssljax.models.graph.unique_nodes`
+  marks the first occurrence of each node): invalid rows are neither anchors nor candidates.
+  With every row valid this is :func:`infonce_loss`.
+
+  Args:
+    z1_nd: [N, d] the nodes' first view.
+    z2_nd: [N, d] their second view (same row order).
+    temperature: tau > 0 (SGL and SimGCL: 0.2).
+    valid_n: bool [N] or None (all valid).
+
+  Returns:
+    Scalar float32; ``log(#valid)`` when every similarity is equal (e.g. identical rows).
+  """
+  _check_pair(z1_nd, z2_nd, "node_infonce_loss")
+  _check_positive("node_infonce_loss temperature", temperature)
+  a_nd = l2_normalize(z1_nd)
+  p_nd = l2_normalize(z2_nd)
+  logits_nn = jnp.matmul(a_nd, p_nd.T, precision=_HIGHEST) / temperature
+  pos_n = jnp.sum(a_nd * p_nd, axis=-1) / temperature
+  if valid_n is None:
+    return jnp.mean(jax.nn.logsumexp(logits_nn, axis=-1) - pos_n)
+  valid_n = valid_n.astype(bool)
+  logits_nn = jnp.where(valid_n[None, :], logits_nn, -jnp.inf)
+  per_n = jnp.where(valid_n, jax.nn.logsumexp(logits_nn, axis=-1) - pos_n, 0.0)
+  return jnp.sum(per_n) / jnp.maximum(jnp.sum(valid_n), 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# SEPT: tri-training pseudo-labels and neighbour discrimination (ssljax.methods.sept)
+# ---------------------------------------------------------------------------------------------
+
+
+def _masked_cosine(z_nd: jax.Array, aug_nd: jax.Array, valid_n: jax.Array) -> jax.Array:
+  """``cos(z_u, aug_w)`` [N, N], ``-inf`` in the columns of invalid ``w``."""
+  _check_pair(z_nd, aug_nd, "sept")
+  cos_nn = jnp.matmul(l2_normalize(z_nd), l2_normalize(aug_nd).T, precision=_HIGHEST)
+  return jnp.where(valid_n.astype(bool)[None, :], cos_nn, -jnp.inf)
+
+
+def sept_label_probs(z_nd: jax.Array, aug_nd: jax.Array, *, valid_n: jax.Array) -> jax.Array:
+  """SEPT's label prediction of one encoder (Yu et al., KDD 2021, eq. 8; QRec ``label_prediction``).
+
+  ``P[u, w] = softmax_w(cos(z_u, z~_w))`` over the valid users ``w`` of the batch (no
+  temperature), ``z`` the encoder's user embeddings and ``z~`` those of the perturbed graph.
+
+  Args:
+    z_nd: [N, d] the encoder's embeddings of the batch's users (padded, see ``valid_n``).
+    aug_nd: [N, d] the same users' embeddings on the perturbed graph.
+    valid_n: bool [N]: the rows that are distinct users of the batch (the others are padding).
+
+  Returns:
+    float32 [N, N]; each row sums to 1 over the valid columns, invalid columns hold 0.
+  """
+  return jax.nn.softmax(_masked_cosine(z_nd, aug_nd, valid_n), axis=-1)
+
+
+def sept_pseudo_labels(p1_nn: jax.Array, p2_nn: jax.Array, *, k: int, valid_n: jax.Array,
+                       include_self: bool = True) -> tuple[jax.Array, jax.Array]:
+  """SEPT's pseudo-labels for one encoder from the other two: ``TopK_w((P1[u, w] + P2[u, w]) / 2)``.
+
+  The eq. 9 of the paper as its official code computes it (QRec ``generate_pesudo_labels``):
+  the K users with the highest mean predicted probability. Indices carry no gradient.
+
+  Args:
+    p1_nn, p2_nn: [N, N] the other two encoders' :func:`sept_label_probs`.
+    k: positives per user K (static).
+    valid_n: bool [N] the valid rows/columns.
+    include_self: whether ``w = u`` may be picked (the official code: yes; its exclusion is
+      commented out there).
+
+  Returns:
+    ``(index int32 [N, K], ok bool [N, K])``: the positives' row indices and whether each is a
+    valid user (False only when fewer than K (+1 without self) valid users are left).
+  """
+  score_nn = jax.lax.stop_gradient((p1_nn + p2_nn) / 2)
+  valid_n = valid_n.astype(bool)
+  allowed_nn = jnp.broadcast_to(valid_n[None, :], score_nn.shape)
+  if not include_self:
+    allowed_nn = allowed_nn & ~jnp.eye(score_nn.shape[0], dtype=bool)
+  score_nn = jnp.where(allowed_nn, score_nn, -jnp.inf)
+  _, index_nk = jax.lax.top_k(score_nn, k)
+  ok_nk = jnp.take_along_axis(allowed_nn, index_nk, axis=-1)
+  return index_nk.astype(jnp.int32), ok_nk
+
+
+def sept_neighbour_infonce(z_nd: jax.Array, aug_nd: jax.Array, positives_nk: jax.Array, *,
+                           valid_n: jax.Array, positive_ok_nk: jax.Array | None = None,
+                           temperature: float = 0.1) -> jax.Array:
+  """SEPT's neighbour-discrimination loss of one encoder (paper eq. 10; QRec
+  ``neighbor_discrimination``), a SUM over the valid anchors:
+
+  ``-sum_u log(sum_{p in Pos(u)} exp(cos(z_u, z~_p) / tau) / sum_w exp(cos(z_u, z~_w) / tau))``
+
+  ``w`` runs over the valid users of the batch (the positives included, the anchor itself too).
+
+  Args:
+    z_nd: [N, d] the encoder's embeddings of the batch's users.
+    aug_nd: [N, d] the same users on the perturbed graph.
+    positives_nk: int [N, K] row indices of each anchor's positives (:func:`sept_pseudo_labels`).
+    valid_n: bool [N] the valid anchors and candidates.
+    positive_ok_nk: bool [N, K] which positives count (default all).
+    temperature: tau > 0 (the official 0.1).
+
+  Returns:
+    Scalar float32 >= 0 (0 when every candidate is a positive).
+  """
+  _check_positive("sept_neighbour_infonce temperature", temperature)
+  valid_n = valid_n.astype(bool)
+  logits_nn = _masked_cosine(z_nd, aug_nd, valid_n) / temperature
+  pos_nk = jnp.take_along_axis(logits_nn, positives_nk, axis=-1)
+  ok_nk = jnp.isfinite(pos_nk)  # A positive in an invalid column is no positive.
+  if positive_ok_nk is not None:
+    ok_nk = ok_nk & positive_ok_nk.astype(bool)
+  counted_n = valid_n & ok_nk.any(-1)
+  # Rows without a positive get a finite stand-in (masked below), so no inf reaches a gradient.
+  pos_nk = jnp.where(ok_nk, pos_nk, jnp.where(counted_n[:, None], -jnp.inf, 0.0))
+  per_n = jax.nn.logsumexp(logits_nn, axis=-1) - jax.nn.logsumexp(pos_nk, axis=-1)
+  return jnp.sum(jnp.where(counted_n, per_n, 0.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# two-tower / CFM (ssljax.methods.two_tower): in-batch softmax with logQ, SSL InfoNCE on items
+# ---------------------------------------------------------------------------------------------
+
+
+def batch_softmax_loss(query_bd: jax.Array, item_bd: jax.Array, *, temperature: float,
+                       log_q_b: jax.Array | None = None) -> jax.Array:
+  """In-batch (sampled) softmax of a two-tower model, optionally logQ-corrected.
+
+  Yao et al., CIKM 2021, the main task's loss (the batch softmax of Yi et al., RecSys 2019):
+  with the cosine ``s(q_i, x_j)`` of the batch's i-th query and j-th item,
+  ``logit_ij = s(q_i, x_j) / tau - log p_j`` (Yi et al.'s sampling-bias correction, eq. 3-4,
+  when ``log_q_b`` is given; plain ``s / tau`` otherwise) and
+  ``L = -(1/B) sum_i log(exp(logit_ii) / sum_j exp(logit_ij))``: every other item of the batch is
+  a negative. ``p_j`` is the probability that item j fills a batch slot (under uniform sampling
+  of the training pairs: its share of the training interactions).
+
+  Args:
+    query_bd: [B, d] query-tower outputs (normalised here: cosine scores).
+    item_bd: [B, d] item-tower outputs of the same rows' positive items.
+    temperature: tau > 0.
+    log_q_b: float [B] ``log p_j`` of each row's item, or None (no correction).
+
+  Returns:
+    Scalar float32; ``log B`` when every logit of each row is equal.
+  """
+  _check_pair(query_bd, item_bd, "batch_softmax_loss")
+  _check_positive("batch_softmax_loss temperature", temperature)
+  q_bd = l2_normalize(query_bd)
+  x_bd = l2_normalize(item_bd)
+  logits_bb = jnp.matmul(q_bd, x_bd.T, precision=_HIGHEST) / temperature
+  if log_q_b is not None:
+    logits_bb = logits_bb - log_q_b.astype(jnp.float32)[None, :]
+  return jnp.mean(jax.nn.logsumexp(logits_bb, axis=-1) - jnp.diagonal(logits_bb))
+
+
+def cfm_ssl_loss(z1_nd: jax.Array, z2_nd: jax.Array, *, temperature: float) -> jax.Array:
+  """The SSL task of Yao et al. (CIKM 2021): InfoNCE between two augmented views of N items.
+
+  ``L_self = -(1/N) sum_i log(exp(s(z_i, z'_i) / tau) / sum_j exp(s(z_i, z'_j) / tau))``, ``s``
+  the cosine, ``z_i = H(h(x_i))``, ``z'_i = G(g(x_i))`` (the two complementary-masked views):
+  the candidates of ``z_i`` are every second view of the batch. It is
+  :func:`batch_softmax_loss` without correction, with the views in place of queries and items.
+
+  Args:
+    z1_nd: [N, d] first views; z2_nd: [N, d] second views, same rows = same items.
+    temperature: tau > 0.
+
+  Returns:
+    Scalar float32; ``log N`` when every view is identical.
+  """
+  return batch_softmax_loss(z1_nd, z2_nd, temperature=temperature)

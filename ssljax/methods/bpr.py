@@ -56,7 +56,8 @@ def training_data(config, info, method: str) -> interactions.Interactions:
   return data
 
 
-def make_pairwise(config, *, info, name: str, layers: int) -> Method:
+def make_pairwise(config, *, info, name: str, layers: int, encoder=graph.LightGCN,
+                  extra_loss=None) -> Method:
   """A BPR-trained recommender over ``LightGCN(layers)`` (``layers=0``: matrix factorisation).
 
   Args:
@@ -64,6 +65,13 @@ def make_pairwise(config, *, info, name: str, layers: int) -> Method:
     info: the data set's description (``cardinalities`` = (U, I)).
     name: the method's name.
     layers: propagation layers K of the encoder.
+    encoder: the encoder's class, :class:`ssljax.models.graph.LightGCN` or a subclass (or a
+      ``functools.partial`` of one) taking LightGCN's constructor arguments; its ``tables``
+      give the BPR branch's embeddings (SimGCL's encoder leaves layer 0 out of the mean).
+    extra_loss: ``None`` (BPR-MF, LightGCN) or ``(net, variables, method_state, batch, key) ->
+      (scalar, metrics)``, a term added to the loss (SGL's and SimGCL's contrastive losses):
+      ``net`` the encoder, ``variables`` its ``{"params", "graph"}``, ``batch`` the
+      ``{"user", "item"}`` int32 [B] view, ``key`` a PRNG key other than the negatives'.
   """
   data = training_data(config, info, name)
   enc, cfg = config.encoder, config.bpr
@@ -77,9 +85,9 @@ def make_pairwise(config, *, info, name: str, layers: int) -> Method:
     raise ConfigError(f"bpr.num_negatives={num_neg} and bpr.negative_tries={tries} must be >= 1")
   reg_weight = _common.check_nonnegative(cfg.get("reg_weight", 0.0), "bpr.reg_weight")
   adjacency = data.normalized_adjacency() if layers > 0 else None
-  net = graph.LightGCN(num_users=data.num_users, num_items=data.num_items, dim=dim,
-                       layers=layers, num_edges=len(adjacency["rows"]) if layers else 0,
-                       init_std=init_std)
+  net = encoder(num_users=data.num_users, num_items=data.num_items, dim=dim,
+                layers=layers, num_edges=len(adjacency["rows"]) if layers else 0,
+                init_std=init_std)
   indptr, indices = data.csr("train")
   steps = graph.search_steps(int(np.diff(indptr).max(initial=0)))
   num_items = data.num_items
@@ -106,7 +114,7 @@ def make_pairwise(config, *, info, name: str, layers: int) -> Method:
     neg = graph.sample_negatives(rng, user, items_csr["indptr"], items_csr["indices"],
                                  num_items=num_items, num=num_neg, tries=tries, steps=steps)
     users, items, ego_u, ego_i = net.apply(variables(params, method_state),
-                                           method=graph.LightGCN.tables)
+                                           method=type(net).tables)
     u_bd, p_bd, n_bnd = users[user], items[item], items[neg]
     pos_b = jnp.sum(u_bd * p_bd, axis=-1)
     neg_bn = jnp.einsum("bd,bnd->bn", u_bd, n_bnd)
@@ -115,6 +123,11 @@ def make_pairwise(config, *, info, name: str, layers: int) -> Method:
     value = ranking + reg_weight * reg
     metrics = {"bpr_loss": ranking, "embedding_l2": reg,
                "pairwise_accuracy": jnp.mean((pos_b[:, None] > neg_bn).astype(jnp.float32))}
+    if extra_loss is not None:
+      term, extra_metrics = extra_loss(net, variables(params, method_state), method_state, batch,
+                                       jax.random.fold_in(rng, 1))
+      value = value + term
+      metrics.update(extra_metrics)
     return value, (method_state, metrics, jnp.concatenate([u_bd, p_bd], axis=-1))
 
   def represent(params, method_state, batch):

@@ -156,3 +156,145 @@ def sample_negatives(key: jax.Array, user_b: jax.Array, indptr: jax.Array, indic
   free = ~seen
   first = jnp.where(free.any(-1), jnp.argmax(free, axis=-1), tries - 1)
   return jnp.take_along_axis(cand, first[..., None], axis=-1)[..., 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# SGL / SimGCL: graph augmentations (edge dropout, embedding noise) and the batch's unique nodes
+# (ssljax.methods.sgl, ssljax.methods.simgcl; general, for any method over the user-item graph)
+# ---------------------------------------------------------------------------------------------
+
+
+def undirected_edge_ids(rows, cols, num_nodes: int):
+  """One id per undirected edge of a symmetric sparse matrix, shared by ``(r, c)`` and ``(c, r)``.
+
+  Host-side (NumPy), once per data set: with these ids a random mask drawn per non-zero and read
+  through ``mask[ids]`` keeps or drops both directions of an edge together (what dropping an
+  interaction (u, i) from ``R`` does to ``A = [[0, R], [R^T, 0]]``).
+
+  Args:
+    rows, cols: int [nnz], the non-zeros of a structurally symmetric matrix (any order).
+    num_nodes: N, the matrix's size.
+
+  Returns:
+    int32 [nnz]: ``min(e, mirror(e))`` where ``mirror(e)`` is the position of ``(cols[e],
+    rows[e])``.
+
+  Raises:
+    ValueError: some ``(r, c)`` has no ``(c, r)`` (the matrix is not symmetric).
+  """
+  import numpy as np  # Host-side only; the module's other functions are jnp.
+
+  rows = np.asarray(rows, np.int64)
+  cols = np.asarray(cols, np.int64)
+  key = rows * num_nodes + cols
+  order = np.argsort(key, kind="stable")
+  mirror_key = cols * num_nodes + rows
+  pos = np.minimum(np.searchsorted(key[order], mirror_key), max(len(key) - 1, 0))
+  mirror = order[pos] if len(key) else pos
+  if len(key) and not np.array_equal(key[mirror], mirror_key):
+    raise ValueError("undirected_edge_ids: the matrix is not symmetric (an entry (r, c) has no "
+                     "(c, r))")
+  return np.minimum(np.arange(len(key)), mirror).astype(np.int32)
+
+
+def drop_edges(key: jax.Array, rows: jax.Array, cols: jax.Array, *, keep_rate: float,
+               num_nodes: int, edge_ids: jax.Array | None = None) -> jax.Array:
+  """Edge dropout with re-normalisation: the weights of ``D'^-1/2 (M ⊙ A) D'^-1/2``.
+
+  SGL's edge dropout (Wu et al., SIGIR 2021: ``s(G) = (V, M ⊙ E)``, ``M`` a Bernoulli mask) on
+  the binary adjacency ``A`` whose non-zeros are ``(rows, cols)``, followed by the LightGCN
+  normalisation (He et al., eq. 7) of the kept graph: ``m_e`` ~ Bernoulli(keep_rate) per edge,
+  ``d'_n = sum over e with rows[e] == n of m_e`` (the kept degree, a segment sum), and
+  ``w_e = m_e / sqrt(d'_rows[e] d'_cols[e])``. The sparsity pattern keeps its shape (dropped
+  edges get weight 0), so the result plugs into :func:`propagate` with the same ``rows``, ``cols``
+  under ``jit``. A node that loses every edge has degree 0 and an all-zero row. With
+  ``keep_rate = 1`` the weights are ``D^-1/2 A D^-1/2`` (to float32 rounding).
+
+  Args:
+    key: PRNG key.
+    rows, cols: int32 [nnz], the non-zeros of a symmetric binary ``A`` (N = ``num_nodes``).
+    keep_rate: probability ``1 - rho`` of keeping an edge (SGL's drop ratio rho = 0.1).
+    num_nodes: N.
+    edge_ids: int32 [nnz] from :func:`undirected_edge_ids`: both directions of an edge share one
+      draw, so the kept graph stays symmetric. ``None``: every non-zero draws its own (a directed
+      dropout; then ``D'`` is the kept out-degree).
+
+  Returns:
+    float32 [nnz], the kept graph's normalised weights.
+  """
+  keep = jax.random.bernoulli(key, keep_rate, rows.shape)
+  if edge_ids is not None:
+    keep = keep[edge_ids]
+  mask = keep.astype(jnp.float32)
+  degree = jax.ops.segment_sum(mask, rows, num_segments=num_nodes)
+  inv_sqrt = jnp.where(degree > 0, jax.lax.rsqrt(jnp.maximum(degree, 1.0)), 0.0)
+  return mask * inv_sqrt[rows] * inv_sqrt[cols]
+
+
+def perturb_embeddings(key: jax.Array, x_nd: jax.Array, *, eps: float) -> jax.Array:
+  """SimGCL's noise (Yu et al., SIGIR 2022): ``e' = e + eps * sign(e) ⊙ Δ / ||Δ||_2``.
+
+  ``Δ`` ~ U(0, 1)^d per row, so the added vector has norm ``eps`` (the radius of the
+  hypersphere the paper samples on) and lies in the same orthant as ``e`` (it never flips a
+  sign; a zero coordinate of ``e`` gets no noise).
+
+  Args:
+    key: PRNG key.
+    x_nd: [N, d] embeddings.
+    eps: the noise's norm (the paper's 0.1; SSLRec uses 0.9 on Gowalla).
+
+  Returns:
+    [N, d], ``x_nd``'s dtype.
+  """
+  noise = jax.random.uniform(key, x_nd.shape, jnp.float32)
+  unit = noise / jnp.linalg.norm(noise, axis=-1, keepdims=True)
+  return x_nd + (eps * jnp.sign(x_nd) * unit).astype(x_nd.dtype)
+
+
+class PerturbedLightGCN(LightGCN):
+  """:class:`LightGCN` whose propagation can add SimGCL's noise after every layer.
+
+  ``tables(key, eps=...)`` propagates ``E^(k+1) = Â E^(k)`` and, when ``key`` is given, replaces
+  each propagated layer by :func:`perturb_embeddings` of it (layer ``k`` >= 1 draws with
+  ``fold_in(key, k)``; the noisy layer is what the next layer propagates, as in SimGCL's official
+  code). ``tables()`` without a key is the clean propagation. The mean runs over layers 0..K
+  (LightGCN's eq. 8) or, with ``include_ego=False``, over layers 1..K only: SimGCL's official
+  code (SELFRec, ``model/graph/SimGCL.py``) leaves the layer-0 embedding out of both its clean
+  and its perturbed encoder.
+
+  Attributes:
+    include_ego: the layer mean includes ``E^(0)`` (needs ``layers >= 1`` when False).
+  """
+
+  include_ego: bool = True
+
+  def tables(self, key: jax.Array | None = None, *,
+             eps: float = 0.0) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """``(users [U, d], items [I, d], ego users [U, d], ego items [I, d])``, noisy when ``key``
+    is given (``eps`` the noise's norm per row and layer)."""
+    ego_u, ego_i = self.user_embedding, self.item_embedding
+    if self.layers == 0:
+      return ego_u, ego_i, ego_u, ego_i
+    rows, cols, weights = (self.graph[k].value for k in GRAPH_KEYS)
+    x = jnp.concatenate([ego_u, ego_i], axis=0)
+    total = x if self.include_ego else jnp.zeros_like(x)
+    for k in range(1, self.layers + 1):
+      x = propagate(x, rows, cols, weights, sorted_rows=True)
+      if key is not None:
+        x = perturb_embeddings(jax.random.fold_in(key, k), x, eps=eps)
+      total = total + x
+    mean = total / (self.layers + int(self.include_ego))
+    return mean[:self.num_users], mean[self.num_users:], ego_u, ego_i
+
+
+def unique_nodes(ids_b: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The distinct ids of a batch, at a fixed shape: ``(sorted ids [B], first occurrence [B])``.
+
+  ``jnp.unique`` needs a static size under ``jit``; instead the ids are sorted and a mask marks
+  the first of each run, so ``ids[mask]`` are the distinct ids (what ``torch.unique`` gives
+  SimGCL's and SGL's contrastive losses in SELFRec). Pass the mask to
+  :func:`ssljax.losses.node_infonce_loss` as ``valid_n``.
+  """
+  ids = jnp.sort(ids_b)
+  first = jnp.concatenate([jnp.ones((1,), bool), ids[1:] != ids[:-1]])
+  return ids, first
