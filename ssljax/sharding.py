@@ -22,11 +22,31 @@ Rules:
   its gradient, so the results equal the replicated run (up to float reduction order) at the cost
   of that extra communication. With one data-parallel device it is the same as ``"replicate"``.
   Every ``fsdp`` pattern must match some leaf (a typo is an error, not a silent replication).
+* ``"rows"`` (row-sharded embedding tables): the leaf's **first** dimension is split over the
+  ``data`` axis, whatever its size, so each of the N devices holds a contiguous block of 1/N of
+  the rows; ``"rows:<axis>"`` splits over another axis of ``config.mesh`` (replicated over the
+  others). For recommendation models whose catalogue outgrows one device::
+
+    sharding_rules = (("item_embedding|user_embedding", "rows"), (".*", "replicate"))
+
+  The optimizer moments mirror the parameter paths (``opt_state/0/mu/method/item_embedding``),
+  so they follow the table, as with ``fsdp``. Inside the jitted step XLA turns the batch's row
+  lookups into gathers from the shards (and the gradient into scatters onto them), so the step
+  and the full-ranking evaluation equal the replicated run up to float reduction order. Every
+  ``rows`` pattern must match some leaf, and every leaf it matches must have a first dimension
+  divisible by the axis size (else one ConfigError naming the leaf: pad the catalogue to a
+  multiple of the device count, or choose a device count that divides it). Unlike ``fsdp`` it
+  never picks another dimension and never leaves a small leaf replicated: write the pattern for
+  the tables only.
 
 See the paths and the resulting per-device bytes of a config with::
 
   python -m ssljax.tools.sharding --config=experiments/mae.py:data=imagenet2012 \
       --config.sharding_rules='((".*", "fsdp"),)'
+
+and size a recommendation model's catalogue without its data with ``python -m ssljax.plan
+--config=experiments/bpr.py --num_users=... --num_items=... --memory=80GiB``
+(:mod:`ssljax.tools.plan`).
 """
 
 from __future__ import annotations
@@ -42,7 +62,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ssljax.errors import ConfigError
 
-RULES = ("replicate", "fsdp", "fsdp:<min_elements>")
+RULES = ("replicate", "fsdp", "fsdp:<min_elements>", "rows", "rows:<mesh axis>")
 # Below this many elements a leaf is cheaper to replicate than to gather in every step.
 FSDP_MIN_ELEMENTS = 2**14
 PATHS_HINT = "list the state's paths with `python -m ssljax.tools.sharding --config=<your config>`"
@@ -113,8 +133,9 @@ class Rule(NamedTuple):
   """One parsed ``(regex, rule)`` pair of ``config.sharding_rules``."""
 
   pattern: re.Pattern
-  kind: str  # "replicate" or "fsdp".
+  kind: str  # "replicate", "fsdp" or "rows".
   min_elements: int  # fsdp: leaves with fewer elements stay replicated.
+  axis: str = "data"  # rows: the mesh axis the first dimension is split over.
 
 
 def parse_rules(rules: Sequence[Sequence[str]]) -> list[Rule]:
@@ -144,6 +165,13 @@ def parse_rules(rules: Sequence[Sequence[str]]) -> list[Rule]:
               f"(leaves of >= {FSDP_MIN_ELEMENTS} elements) or 'fsdp:<min_elements>' with an "
               "integer >= 0, e.g. 'fsdp:0'")
       parsed.append(Rule(pattern, "fsdp", min_elements))
+    elif kind == "rows":
+      axis = arg.strip() if colon else "data"
+      if not axis:
+        raise ConfigError(
+            f"sharding_rules: rule {rule!r} for {pattern.pattern!r} is malformed; write 'rows' "
+            "(first dimension over the data axis) or 'rows:<mesh axis>', e.g. 'rows:model'")
+      parsed.append(Rule(pattern, "rows", 0, axis))
     else:
       raise ConfigError(
           f"sharding_rules: rule {rule!r} for {pattern.pattern!r} is unknown; choose from {RULES}"
@@ -169,15 +197,42 @@ def fsdp_spec(shape: Sequence[int], data_size: int, *, min_elements: int = FSDP_
   return PartitionSpec(*[("data" if i == axis else None) for i in range(len(shape))])
 
 
+def rows_spec(path: str, shape: Sequence[int], mesh: Mesh, axis: str = "data") -> PartitionSpec:
+  """The ``rows`` rule's PartitionSpec: the first dimension of ``shape`` split over ``axis``.
+
+  Raises:
+    ConfigError: ``axis`` is not an axis of ``mesh``, the leaf is a scalar, or its first
+      dimension (row count) is not divisible by the axis size.
+  """
+  if axis not in mesh.shape:
+    raise ConfigError(
+        f"sharding_rules: rule 'rows:{axis}' names mesh axis {axis!r} but the mesh has axes "
+        f"{tuple(mesh.shape)}; add ({axis!r}, size) to config.mesh or write 'rows' (the data "
+        "axis)")
+  shape = tuple(int(d) for d in shape)
+  if not shape:
+    raise ConfigError(
+        f"sharding_rules: a 'rows' pattern matches the scalar {path!r}, which has no rows to "
+        "split; narrow the pattern to the embedding tables (e.g. 'item_embedding')")
+  size = int(mesh.shape[axis])
+  if shape[0] % size:
+    up = -(-shape[0] // size) * size
+    raise ConfigError(
+        f"sharding_rules: 'rows' cannot split {path!r} ({shape[0]} rows) over the {size} devices "
+        f"of mesh axis {axis!r}: {size} does not divide {shape[0]}; pad the catalogue to "
+        f"{up} rows (a multiple of {size}) or use a device count that divides {shape[0]}")
+  return PartitionSpec(axis, *([None] * (len(shape) - 1)))
+
+
 def tree_shardings(tree, mesh: Mesh, rules: Sequence[Sequence[str]]):
   """Maps a pytree of arrays (or ShapeDtypeStructs) to NamedShardings by regex rules over paths.
 
   Args:
     tree: the pytree (e.g. ``jax.eval_shape`` of the state initialiser).
     mesh: the device mesh.
-    rules: ``[(regex, rule), ...]``; ``rule`` is ``"replicate"``, ``"fsdp"`` or
-      ``"fsdp:<min_elements>"`` (module docstring). Every leaf must match a rule and every fsdp
-      pattern must match at least one leaf.
+    rules: ``[(regex, rule), ...]``; ``rule`` is ``"replicate"``, ``"fsdp"``,
+      ``"fsdp:<min_elements>"``, ``"rows"`` or ``"rows:<mesh axis>"`` (module docstring). Every
+      leaf must match a rule and every fsdp or rows pattern must match at least one leaf.
 
   Returns:
     A pytree of ``NamedSharding`` with the structure of ``tree``.
@@ -185,11 +240,11 @@ def tree_shardings(tree, mesh: Mesh, rules: Sequence[Sequence[str]]):
   parsed = parse_rules(rules)
   paths = leaf_paths(tree)
   for rule in parsed:
-    if rule.kind == "fsdp" and not any(rule.pattern.search(p) for p in paths):
+    if rule.kind in ("fsdp", "rows") and not any(rule.pattern.search(p) for p in paths):
       example = next((p for p in paths if p.startswith("params/")), paths[0] if paths else "")
       raise ConfigError(
-          f"sharding_rules: fsdp pattern {rule.pattern.pattern!r} matches no path of the train "
-          f"state (paths look like {example!r}); {PATHS_HINT}")
+          f"sharding_rules: {rule.kind} pattern {rule.pattern.pattern!r} matches no path of the "
+          f"train state (paths look like {example!r}); {PATHS_HINT}")
   data_size = data_axis_size(mesh)
 
   def one(path, leaf):
@@ -199,6 +254,8 @@ def tree_shardings(tree, mesh: Mesh, rules: Sequence[Sequence[str]]):
         if rule.kind == "fsdp":
           spec = fsdp_spec(np.shape(leaf), data_size, min_elements=rule.min_elements)
           return NamedSharding(mesh, spec)
+        if rule.kind == "rows":
+          return NamedSharding(mesh, rows_spec(name, np.shape(leaf), mesh, rule.axis))
         return replicated(mesh)
     raise ConfigError(
         f"sharding_rules match no rule for parameter {name!r}; add a catch-all ('.*', 'replicate')"

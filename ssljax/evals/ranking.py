@@ -246,9 +246,53 @@ def _run_state(ev) -> _RunState:
   return run
 
 
-def all_vectors(run: _RunState, state, *, chunk: int = 8192) -> tuple[jax.Array, jax.Array]:
-  """Every user's and every item's vector [U, d], [I, d], through ``represent`` in chunks."""
+def _row_sharded_vectors(run: _RunState, state, mesh, *, chunk: int
+                         ) -> tuple[jax.Array, jax.Array]:
+  """:func:`all_vectors` with both outputs row-sharded over the ``data`` axis (S devices).
+
+  Each pass computes ``chunk`` rows, ``chunk / S`` on each device, chosen so that device k only
+  ever computes rows of its own block ``[k n / S, (k + 1) n / S)``: its pieces are concatenated
+  where they are and the blocks form the global array, so no device holds all I item vectors.
+  :func:`rank_all` then computes each batch's scores [B_u, I] on the item blocks (XLA gathers
+  that batch's scores for ``top_k``: ``eval.ranking.batch_users`` bounds it). U and I divide
+  by S.
+  """
+  from jax.sharding import NamedSharding, PartitionSpec
+
+  s = int(mesh.shape["data"])
+  rows = NamedSharding(mesh, PartitionSpec("data"))
+  fn = jax.jit(run.vectors, out_shardings=rows)
+  out = []
+  for side, n in (("user", run.data.num_users), ("item", run.data.num_items)):
+    per = n // s  # Rows of each device's block.
+    c = max(1, min(chunk // s, per))  # Rows each device computes per pass.
+    pieces: dict[Any, list[jax.Array]] = {}
+    for start in range(0, per, c):
+      local = np.minimum(np.arange(start, start + c), per - 1)
+      ids = (np.arange(s)[:, None] * per + local[None, :]).reshape(-1).astype(np.int32)
+      batch = jax.device_put({"user": np.zeros_like(ids), "item": np.zeros_like(ids)}, rows)
+      batch[side] = jax.device_put(ids, rows)
+      for shard in fn(state.params, state.method_state, batch)[side].addressable_shards:
+        pieces.setdefault(shard.device, []).append(shard.data)
+    blocks = [jnp.concatenate(pieces[d])[:per] for d in rows.addressable_devices]
+    dim = blocks[0].shape[1:]
+    out.append(jax.make_array_from_single_device_arrays((n, *dim), rows, blocks))
+  return out[0], out[1]
+
+
+def all_vectors(run: _RunState, state, *, chunk: int = 8192, mesh=None
+                ) -> tuple[jax.Array, jax.Array]:
+  """Every user's and every item's vector [U, d], [I, d], through ``represent`` in chunks.
+
+  With ``mesh`` (the run's) of S > 1 data-parallel devices and U, I divisible by S (as the
+  ``rows`` sharding rule requires of embedding tables), the vectors come back row-sharded over
+  the devices (:func:`_row_sharded_vectors`), so ranking a catalogue too large for one device
+  scores each device's share of the items there; else they are replicated.
+  """
   u, i = run.data.num_users, run.data.num_items
+  s = 1 if mesh is None else int(mesh.shape["data"])
+  if s > 1 and u % s == 0 and i % s == 0 and jax.process_count() == 1:
+    return _row_sharded_vectors(run, state, mesh, chunk=chunk)
   n = max(u, i)
   chunk = min(chunk, n)
   users, items = [], []
@@ -310,7 +354,7 @@ def evaluate(ev, state) -> dict[str, float]:
   step = int(jax.device_get(state.step))
   if run.last is not None and run.last[0] == step:  # The final evaluation of a stopped run.
     return dict(run.last[1])
-  users_ud, items_id = all_vectors(run, state)
+  users_ud, items_id = all_vectors(run, state, mesh=getattr(ev, "mesh", None))
   results = _both_splits(run.data, users_ud, items_id, s)
   if s["popularity"]:
     if run.popularity is None:

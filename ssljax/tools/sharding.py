@@ -46,8 +46,13 @@ def main(config) -> None:
 
   rules = tuple(tuple(r) for r in config.sharding_rules)
   config.sharding_rules = ((".*", "replicate"),)  # Build the shapes even when the rules are bad.
+  from ssljax.data import interactions
+
+  # Interaction data are read for their catalogue (``python -m ssljax.plan`` sizes one unread).
+  name = str(config.input.data.name)
   try:
-    run = train.build(config, info=plan.synthetic_info(config))
+    run = train.build(config, info=None if interactions.is_interactions(name)
+                      else plan.synthetic_info(config))
   except UserError as e:
     cli.fail(str(e))
   try:
