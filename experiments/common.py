@@ -275,6 +275,36 @@ def set_interaction_data(c: mlc.ConfigDict, name: str) -> None:
   c.checkpoint_every_steps = 1000
 
 
+def interaction_config(arg, method: str, datasets=INTERACTION_DATASETS) -> mlc.ConfigDict:
+  """The head every recommendation experiment shares: ``arg.data`` checked against
+  ``datasets``, the base config for ``method`` on those interactions (``set_interaction_data``),
+  batch 2048, an evaluation every 195 steps (5 epochs of ml-latest-small: the candidates of the
+  validation-based choice) and Adam at a constant lr 5e-3 (RecBole's 1e-3 needs ~100 epochs on
+  ml-latest-small). The experiment then sets its encoder, its method's keys and its run length.
+  """
+  if arg.data not in datasets:
+    raise ConfigError(f"config argument data={arg.data!r} is unknown; choose from {datasets}")
+  c = base_config()
+  c.method = method
+  set_interaction_data(c, arg.data)
+  c.input.batch_size = 2048
+  c.eval.every_steps = 195
+  c.optim = adamw(lr=5e-3, weight_decay=0.0, warmup_epochs=0.0, min_lr_ratio=1.0)
+  return c
+
+
+def interaction_runlocal(c: mlc.ConfigDict, layers_key: str | None = None) -> None:
+  """``runlocal`` for a recommender: a few steps of width-8 tables (one propagation layer in
+  ``c[layers_key].layers``), batch 64, evaluated at the end only."""
+  runlocal(c)
+  c.encoder.dim = 8
+  if layers_key is not None:
+    c[layers_key].layers = 1
+  c.input.batch_size = 64
+  c.eval.every_steps = 0
+  c.eval.batch_size = 256
+
+
 # Training steps in 5 epochs of batch 2048 on each social set's per-user 8:1:1 training split
 # (LastFM 74,295 training pairs, FilmTrust 28,372), the evaluation interval of their protocol.
 _SOCIAL_EVAL_EVERY = {"lastfm": 180, "filmtrust": 65}

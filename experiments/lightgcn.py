@@ -31,7 +31,6 @@ Variants (the argument after the colon; combine with commas):
 import ml_collections as mlc
 
 from experiments import common
-from ssljax.errors import ConfigError
 
 DATASETS = common.INTERACTION_DATASETS
 
@@ -39,30 +38,17 @@ DATASETS = common.INTERACTION_DATASETS
 def get_config(arg=None) -> mlc.ConfigDict:
   """Returns the LightGCN config for the variant in ``arg`` (see the module docstring)."""
   arg = common.parse_arg(arg, data="ml-latest-small", runlocal=False)
-  if arg.data not in DATASETS:
-    raise ConfigError(f"config argument data={arg.data!r} is unknown; choose from {DATASETS}")
-  c = common.base_config()
-  c.method = "lightgcn"
-  common.set_interaction_data(c, arg.data)
+  c = common.interaction_config(arg, "lightgcn")
   # The paper's: d = 64, K = 3 layers, lambda = 1e-4, Adam at lr 1e-3, batch 2048.
   c.encoder = common.encoder(dict(name="lightgcn", dim=64, init_std=0.1))
   c.lightgcn = mlc.ConfigDict(dict(layers=3))
   c.bpr = mlc.ConfigDict(dict(num_negatives=1, negative_tries=4, reg_weight=1e-4))
-  c.input.batch_size = 2048
   c.total_epochs = 30.0
-  c.eval.every_steps = 195  # Every 5 epochs: the candidates of the validation-based choice.
-  # Adam (adamw without decay) at a constant lr 5e-3: RecBole's 1e-3 needs ~100 epochs here.
-  c.optim = common.adamw(lr=5e-3, weight_decay=0.0, warmup_epochs=0.0, min_lr_ratio=1.0)
   common.social_protocol(c, arg.data)
   if arg.data in ("lastfm", "filmtrust"):
     # A small init, as BPR's on these sets; lr 2e-3 to converge within the CPU budget.
     c.optim.lr = 2e-3
     c.encoder.init_std = 0.01
   if arg.runlocal:
-    common.runlocal(c)
-    c.encoder.dim = 8
-    c.lightgcn.layers = 1
-    c.input.batch_size = 64
-    c.eval.every_steps = 0
-    c.eval.batch_size = 256
+    common.interaction_runlocal(c, "lightgcn")
   return c

@@ -68,29 +68,17 @@ RELEASED = {
 def get_config(arg=None) -> mlc.ConfigDict:
   """Returns the SelfCF config for the variant in ``arg`` (see the module docstring)."""
   arg = common.parse_arg(arg, data="ml-latest-small", perturbation="ed", runlocal=False)
-  if arg.data not in DATASETS:
-    raise ConfigError(f"config argument data={arg.data!r} is unknown; choose from {DATASETS}")
   if arg.perturbation not in RELEASED:
     raise ConfigError(f"config argument perturbation={arg.perturbation!r} is unknown; choose "
                       f"from {sorted(RELEASED)}")
-  c = common.base_config()
-  c.method = "selfcf"
-  common.set_interaction_data(c, arg.data)
+  c = common.interaction_config(arg, "selfcf")
   # The paper's: d = 64, batch 2048 observed pairs, Adam at lr 1e-3.
   c.encoder = common.encoder(dict(name="lightgcn", dim=64))
   c.selfcf = mlc.ConfigDict(dict(
       perturbation=arg.perturbation, layers=2, dropout=0.5, edge_drop=0.1, momentum=0.1,
       reg_weight=0.0, online_edge_drop="uniform"))
   c.selfcf.update(RELEASED[arg.perturbation])
-  c.input.batch_size = 2048
   c.total_epochs = 30.0
-  c.eval.every_steps = 195  # Every 5 epochs: the candidates of the validation-based choice.
-  c.optim = common.adamw(lr=5e-3, weight_decay=0.0, warmup_epochs=0.0, min_lr_ratio=1.0)
   if arg.runlocal:
-    common.runlocal(c)
-    c.encoder.dim = 8
-    c.selfcf.layers = 1
-    c.input.batch_size = 64
-    c.eval.every_steps = 0
-    c.eval.batch_size = 256
+    common.interaction_runlocal(c, "selfcf")
   return c

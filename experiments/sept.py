@@ -58,7 +58,6 @@ import ml_collections as mlc
 
 from experiments import common
 from ssljax.data import synth_social
-from ssljax.errors import ConfigError
 
 DATASETS = ("synth-social", *common.INTERACTION_DATASETS)
 
@@ -66,11 +65,7 @@ DATASETS = ("synth-social", *common.INTERACTION_DATASETS)
 def get_config(arg=None) -> mlc.ConfigDict:
   """Returns the SEPT config for the variant in ``arg`` (see the module docstring)."""
   arg = common.parse_arg(arg, data="synth-social", runlocal=False)
-  if arg.data not in DATASETS:
-    raise ConfigError(f"config argument data={arg.data!r} is unknown; choose from {DATASETS}")
-  c = common.base_config()
-  c.method = "sept"
-  common.set_interaction_data(c, arg.data)
+  c = common.interaction_config(arg, "sept", DATASETS)
   if arg.data == "synth-social":
     c.input.data.split = "user_ratio"  # RecBole-GNN's per-user 8:1:1.
     c.input.data.update(synth_social.DEFAULTS)

@@ -37,7 +37,6 @@ Variants (the argument after the colon; combine with commas):
 import ml_collections as mlc
 
 from experiments import common
-from ssljax.errors import ConfigError
 
 DATASETS = common.INTERACTION_DATASETS
 
@@ -45,11 +44,7 @@ DATASETS = common.INTERACTION_DATASETS
 def get_config(arg=None) -> mlc.ConfigDict:
   """Returns the SGL config for the variant in ``arg`` (see the module docstring)."""
   arg = common.parse_arg(arg, data="ml-latest-small", runlocal=False)
-  if arg.data not in DATASETS:
-    raise ConfigError(f"config argument data={arg.data!r} is unknown; choose from {DATASETS}")
-  c = common.base_config()
-  c.method = "sgl"
-  common.set_interaction_data(c, arg.data)
+  c = common.interaction_config(arg, "sgl")
   # The paper's SGL-ED: d = 64, K = 3 layers, rho = 0.1, tau = 0.2, and LightGCN's
   # lambda2 = 1e-4 on the batch's layer-0 rows. lambda1 = 0.02, below the paper's 0.1: with 0.1
   # the contrastive term holds the ranking near its initialisation for the first ~400 steps
@@ -57,16 +52,7 @@ def get_config(arg=None) -> mlc.ConfigDict:
   c.encoder = common.encoder(dict(name="lightgcn", dim=64, init_std=0.1))
   c.sgl = mlc.ConfigDict(dict(layers=3, drop_rate=0.1, ssl_weight=0.02, temperature=0.2))
   c.bpr = mlc.ConfigDict(dict(num_negatives=1, negative_tries=4, reg_weight=1e-4))
-  c.input.batch_size = 2048
   c.total_epochs = 20.0
-  c.eval.every_steps = 195  # Every 5 epochs: the candidates of the validation-based choice.
-  # Adam at a constant lr 5e-3, as experiments/lightgcn.py (the paper's 1e-3 needs more epochs).
-  c.optim = common.adamw(lr=5e-3, weight_decay=0.0, warmup_epochs=0.0, min_lr_ratio=1.0)
   if arg.runlocal:
-    common.runlocal(c)
-    c.encoder.dim = 8
-    c.sgl.layers = 1
-    c.input.batch_size = 64
-    c.eval.every_steps = 0
-    c.eval.batch_size = 256
+    common.interaction_runlocal(c, "sgl")
   return c

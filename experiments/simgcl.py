@@ -37,7 +37,6 @@ Variants (the argument after the colon; combine with commas):
 import ml_collections as mlc
 
 from experiments import common
-from ssljax.errors import ConfigError
 
 DATASETS = common.INTERACTION_DATASETS
 
@@ -45,11 +44,7 @@ DATASETS = common.INTERACTION_DATASETS
 def get_config(arg=None) -> mlc.ConfigDict:
   """Returns the SimGCL config for the variant in ``arg`` (see the module docstring)."""
   arg = common.parse_arg(arg, data="ml-latest-small", runlocal=False)
-  if arg.data not in DATASETS:
-    raise ConfigError(f"config argument data={arg.data!r} is unknown; choose from {DATASETS}")
-  c = common.base_config()
-  c.method = "simgcl"
-  common.set_interaction_data(c, arg.data)
+  c = common.interaction_config(arg, "simgcl")
   # SimGCL's official configuration (SELFRec conf/SimGCL.yaml, Yelp2018): d = 64, K = 2 layers,
   # eps = 0.1 (also the paper's), tau = 0.2, the layer mean without layer 0; but lambda = 0.01
   # (SSLRec's Gowalla cl_weight) instead of SELFRec's 0.5: with 0.5 (or 0.05) the contrastive
@@ -58,16 +53,7 @@ def get_config(arg=None) -> mlc.ConfigDict:
   c.simgcl = mlc.ConfigDict(dict(layers=2, eps=0.1, cl_weight=0.01, temperature=0.2,
                                  include_ego=False))
   c.bpr = mlc.ConfigDict(dict(num_negatives=1, negative_tries=4, reg_weight=1e-4))
-  c.input.batch_size = 2048
   c.total_epochs = 20.0
-  c.eval.every_steps = 195  # Every 5 epochs: the candidates of the validation-based choice.
-  # Adam at a constant lr 5e-3, as experiments/lightgcn.py (the paper's 1e-3 needs more epochs).
-  c.optim = common.adamw(lr=5e-3, weight_decay=0.0, warmup_epochs=0.0, min_lr_ratio=1.0)
   if arg.runlocal:
-    common.runlocal(c)
-    c.encoder.dim = 8
-    c.simgcl.layers = 1
-    c.input.batch_size = 64
-    c.eval.every_steps = 0
-    c.eval.batch_size = 256
+    common.interaction_runlocal(c, "simgcl")
   return c

@@ -48,7 +48,6 @@ parameters, so ``--config.sharding_rules='(("user_embedding|item_id_embedding", 
 import ml_collections as mlc
 
 from experiments import common
-from ssljax.errors import ConfigError
 
 DATASETS = common.INTERACTION_DATASETS
 
@@ -56,11 +55,7 @@ DATASETS = common.INTERACTION_DATASETS
 def get_config(arg=None) -> mlc.ConfigDict:
   """Returns the two-tower config for the variant in ``arg`` (see the module docstring)."""
   arg = common.parse_arg(arg, data="ml-latest-small", runlocal=False)
-  if arg.data not in DATASETS:
-    raise ConfigError(f"config argument data={arg.data!r} is unknown; choose from {DATASETS}")
-  c = common.base_config()
-  c.method = "two_tower"
-  common.set_interaction_data(c, arg.data)
+  c = common.interaction_config(arg, "two_tower")
   # Field tables of width 32, one hidden ReLU layer of 128, d = 64 (the spec's d).
   c.encoder = common.encoder(dict(name="two_tower", embed_dim=32, hidden_dims=(128,), dim=64,
                                   init_std=0.1))
@@ -77,10 +72,8 @@ def get_config(arg=None) -> mlc.ConfigDict:
       popularity_field=True,
       binned_fields=("year",) if arg.data == "ml-latest-small" else (),
       num_bins=8))
-  c.input.batch_size = 2048
   c.total_epochs = 10.0
   c.eval.every_steps = 78  # Every 2 epochs: the candidates of the validation-based choice.
-  c.optim = common.adamw(lr=5e-3, weight_decay=0.0, warmup_epochs=0.0, min_lr_ratio=1.0)
   if arg.runlocal:
     common.runlocal(c)
     c.encoder.embed_dim = 8

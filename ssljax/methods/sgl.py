@@ -87,14 +87,26 @@ def ssl_loss(net, variables, method_state, batch, key, *, keep_rate: float, temp
                                edge_ids=method_state["sgl_edge_ids"])
     dropped = {"params": variables["params"], "graph": {**g, "weights": weights}}
     views.append(net.apply(dropped, method=graph.LightGCN.tables)[:2])
+  return batch_node_infonce(views, batch, temperature=temperature)
+
+
+def batch_node_infonce(views, batch, *, temperature: float) -> tuple[jax.Array, jax.Array]:
+  """InfoNCE between two views' embeddings of the batch's distinct users, and of its distinct
+  items (:func:`ssljax.losses.node_infonce_loss`; SGL's and SimGCL's contrastive terms).
+
+  Args:
+    views: ``((users [U, d], items [I, d]), (users, items))`` of the two views.
+    batch: ``{"user", "item"}`` int32 [B].
+    temperature: tau.
+
+  Returns:
+    ``(user term, item term)``, float32 scalars.
+  """
   (u1, i1), (u2, i2) = views
   user, user_ok = graph.unique_nodes(batch["user"])
   item, item_ok = graph.unique_nodes(batch["item"])
-  ssl_user = losses.node_infonce_loss(u1[user], u2[user], temperature=temperature,
-                                      valid_n=user_ok)
-  ssl_item = losses.node_infonce_loss(i1[item], i2[item], temperature=temperature,
-                                      valid_n=item_ok)
-  return ssl_user, ssl_item
+  return (losses.node_infonce_loss(u1[user], u2[user], temperature=temperature, valid_n=user_ok),
+          losses.node_infonce_loss(i1[item], i2[item], temperature=temperature, valid_n=item_ok))
 
 
 def make(config, *, total_steps: int, steps_per_epoch: int, info) -> Method:

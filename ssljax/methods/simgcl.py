@@ -35,9 +35,8 @@ import functools
 
 import jax
 
-from ssljax import losses
 from ssljax.errors import ConfigError
-from ssljax.methods import Method, _common, bpr
+from ssljax.methods import Method, _common, bpr, sgl
 from ssljax.models import graph
 
 
@@ -75,14 +74,7 @@ def cl_loss(net, variables, batch, key, *, eps: float, temperature: float):
   """
   views = [net.apply(variables, jax.random.fold_in(key, v), eps=eps,
                      method=graph.PerturbedLightGCN.tables)[:2] for v in range(2)]
-  (u1, i1), (u2, i2) = views
-  user, user_ok = graph.unique_nodes(batch["user"])
-  item, item_ok = graph.unique_nodes(batch["item"])
-  cl_user = losses.node_infonce_loss(u1[user], u2[user], temperature=temperature,
-                                     valid_n=user_ok)
-  cl_item = losses.node_infonce_loss(i1[item], i2[item], temperature=temperature,
-                                     valid_n=item_ok)
-  return cl_user, cl_item
+  return sgl.batch_node_infonce(views, batch, temperature=temperature)
 
 
 def make(config, *, total_steps: int, steps_per_epoch: int, info) -> Method:
