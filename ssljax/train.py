@@ -305,6 +305,8 @@ def build(config, info: data.DatasetInfo | None = None) -> Run:
                                       steps_per_epoch=steps_per_epoch,
                                       global_batch_size=batch_size,
                                       separate=probe_optimizers(config) if online_probe else None)
+  if method.optimizer is not None:
+    tx = method.optimizer(tx)
   init_fn = functools.partial(init_state, method=method, tx=tx, element_spec=info.element_spec,
                               num_classes=info.num_classes, online_probe=online_probe)
   rng = jax.random.PRNGKey(int(config.seed))

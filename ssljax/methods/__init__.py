@@ -72,6 +72,8 @@ class Method(NamedTuple):
       [B] and -1 for the examples whose label is hidden (``input.label_fraction`` < 1).
     backbone: where the backbone is (:class:`Backbone`): what ``ssljax.export`` writes and
       ``encoder.init_from`` starts from.
+    optimizer: optional ``tx -> tx``: wraps the optimiser ``config.optim`` builds, for methods
+      whose recipe changes it during training (SEPT restarts Adam when its joint phase begins).
   """
 
   name: str
@@ -82,6 +84,7 @@ class Method(NamedTuple):
   represent: RepresentFn
   uses_labels: bool = False
   backbone: Backbone | None = None
+  optimizer: Callable[[Any], Any] | None = None
 
 
 def available() -> list[str]:

@@ -59,10 +59,9 @@ every SEPT matrix has the fixed shape [M, M] and the values of the ``|U_b|`` dis
 Deviations, stated:
 
 * The official code trains the two phases with two separate Adam optimisers (the joint phase's
-  moments start at zero). The trainer owns the optimiser here (``config.optim``, one state), so
-  one Adam runs through both phases: at the switch its moments still hold the warm-up's
-  gradient statistics. :func:`reset_at_step` is the optax transformation that would reproduce
-  the official behaviour once the trainer lets a method wrap its optimiser (not wired yet).
+  moments start at zero). Here the method wraps ``config.optim``'s optimiser with
+  :func:`reset_at_step` (``Method.optimizer``): its state restarts from ``init`` at the first
+  joint step, which is what a second, fresh Adam does.
 * The warm-up switch and the joint graph's epoch are read from a step counter in
   ``method_state`` (``sept.step``, advanced by ``update``); the joint graph's edges are drawn
   from ``fold_in(key(config.seed), epoch)`` on device, so a resumed run draws the same graphs.
@@ -477,6 +476,8 @@ def make(config, *, total_steps: int, steps_per_epoch: int, info) -> Method:
     both = jnp.concatenate([out["user"], out["item"]], axis=-1)
     return _common.as_float32({"representation": both, "embedding": both, **out})
 
+  # The joint phase starts its own Adam (fresh moments), as the official two optimisers do.
+  restart = (lambda tx: reset_at_step(tx, warmup)) if warmup > 0 else None
   return Method(name="sept", views=(interactions.InteractionPairs(),), init=init, loss=loss,
                 update=update, represent=represent,
-                backbone=Backbone(module=net, variables=variables))
+                backbone=Backbone(module=net, variables=variables), optimizer=restart)

@@ -310,6 +310,17 @@ def test_warmup_switches_at_a_third_of_training():
                              + 0.005 * float(m_after["ssl_loss"]), rtol=1e-6)
   # ``update`` after train step s readies step s + 1.
   assert int(jax.jit(method.update)(params, state, jnp.asarray(29))["sept"]["step"]) == 30
+  # The joint phase's first update (number 30) starts a fresh Adam, as the official second
+  # optimiser: its update there equals a new Adam's first update on the same gradient.
+  tx = method.optimizer(optax.adam(0.1))
+  w = {"w": jnp.ones(2)}
+  opt = tx.init(w)
+  for i in range(31):
+    u, opt = tx.update({"w": jnp.asarray([1.0, -1.0]) * (1 + i % 3)}, opt, w)
+  fresh, _ = optax.adam(0.1).update({"w": jnp.asarray([1.0, -1.0]) * (1 + 30 % 3)},
+                                    optax.adam(0.1).init(w), w)
+  np.testing.assert_allclose(u["w"], fresh["w"], rtol=1e-6)
+  assert setup("sept")[1].optimizer is None  # runlocal: no warm-up, nothing to restart.
 
 
 def test_joint_graph_is_redrawn_per_epoch_only():
