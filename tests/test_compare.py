@@ -54,3 +54,28 @@ def test_recommenders_get_the_ranking_columns(tmp_path, capsys):
   assert ("| method | valid Recall@10 | valid NDCG@10 | test Recall@10 | test NDCG@10 | "
           "popularity test Recall@10 | popularity test NDCG@10 | wall time |") in out
   assert "| lightgcn | 0.1000 | 0.1551 | 0.0900 | 0.1200 | 0.0723 | 0.1150 | 1m17s |" in out
+
+
+def test_interaction_sets_get_one_row_per_method_with_seed_spread(tmp_path, capsys):
+  """--data naming interaction sets: finished runs (written here) are read per set, method and
+  seed; the table shows the mean ± std over seeds, the best epoch, the time per epoch, the
+  popularity row and, on lastfm only, the published numbers."""
+  for data in ("lastfm", "ml-latest-small"):
+    for seed, ndcg in ((0, 0.17), (1, 0.19)):
+      folder = tmp_path / data / "bpr" / f"seed{seed}"
+      folder.mkdir(parents=True)
+      folder.joinpath("results.json").write_text(json.dumps(
+          {"best_valid_recall@10": 0.1, "best_valid_ndcg@10": ndcg, "best_test_recall@10": 0.2,
+           "best_test_ndcg@10": ndcg + 0.01, "best_step": 360, "steps_per_epoch": 36,
+           "train_time_per_epoch_s": 0.5, "pop_valid_ndcg@10": 0.06, "pop_test_ndcg@10": 0.065,
+           "pop_valid_recall@10": 0.07, "pop_test_recall@10": 0.071}))
+  code = compare.main(["--methods=bpr", "--data=lastfm=/nowhere,ml-latest-small",
+                       "--seeds=0,1", f"--workdir={tmp_path}"])
+  out = capsys.readouterr().out
+  assert code == 0
+  # NDCG 0.17 and 0.19: mean 0.18, population std 0.01; best step 360 of 36 per epoch = 10.
+  assert ("| lastfm | bpr | 0.1000 | 0.1800 ± 0.0100 | 0.2000 | 0.1900 ± 0.0100 | 10 | 0.50 | "
+          "0.1761 / 0.1674 |") in out
+  assert "| ml-latest-small | bpr |" in out and out.count("0.1761 / 0.1674") == 1
+  assert "| lastfm | popularity | 0.0700 | 0.0600 | 0.0710 | 0.0650 |" in out
+  assert (tmp_path / "compare_rec.md").exists()

@@ -379,11 +379,12 @@ def rec_compare(chosen: list[str], args) -> int:
   text = "\n".join(lines) + (
       f"\n\nRecall@10 / NDCG@10 at the evaluation with the best validation NDCG@10 (test never "
       f"chooses), mean ± std over seeds {seeds}; s / epoch: training time per epoch "
-      "(compilation included, evaluations not). Popularity: items ranked by training "
-      "interactions. LastFM published: RecBole-GNN (per-user 8:1:1, full ranking).")
+      "(after the first, compiling step; evaluations not counted). Popularity: items ranked "
+      "by training interactions. LastFM published: RecBole-GNN (per-user 8:1:1, full "
+      "ranking).")
   code = write_report(args.workdir, "compare_rec", text, data,
                       rows=rows + ([{"error": 1}] if failed else []),
-                      what="runs", start=start)
+                      what="table rows", start=start)
   return 1 if failed else code
 
 
