@@ -52,18 +52,6 @@ def test_two_tower_is_picked_up_when_it_lands():
   assert ("two_tower" in RECOMMENDERS) == present
 
 
-@pytest.fixture(scope="module", autouse=True)
-def no_persistent_cache():
-  """This file compiles everything afresh. With jaxlib 0.10.2 the two-tower model's row-sharded
-  step, loaded from the persistent compilation cache (tests/conftest.py), deadlocks on the
-  8 fake CPU devices: device 0 waits at one all-gather, the other 7 at another, and XLA aborts
-  after 40 s; compiled afresh (or replicated, or with cpu_kernels=false) it runs. Measured
-  fresh cache directories: every warm run (5) aborted, every cold run (4) passed."""
-  jax.config.update("jax_enable_compilation_cache", False)
-  yield
-  jax.config.update("jax_enable_compilation_cache", True)
-
-
 @pytest.fixture(scope="module")
 def csv_path(tmp_path_factory):
   """16 users x 10 items each over a catalogue of 24 (every item used), as a CSV, and beside
