@@ -15,14 +15,11 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from ssljax.writers import quiet_absl
+from ssljax.data import local_tfds
 
 NAME = "ssljax_digits"
 NUM_CLASSES = 10
@@ -90,18 +87,6 @@ class SsljaxDigits(tfds.core.GeneratorBasedBuilder):
       yield int(i), {"image": images[i], "label": int(labels[i])}
 
 
-@contextlib.contextmanager
-def _quiet_tfds():
-  """No TFDS progress bars or absl warnings about the not-yet-written folder while preparing."""
-  tfds.display_progress_bar(False)
-  try:
-    # TFDS prints "Downloading and preparing" to stdout.
-    with quiet_absl(), contextlib.redirect_stdout(io.StringIO()):
-      yield
-  finally:
-    tfds.display_progress_bar(True)
-
-
 def prepare(data_dir: str | None = None) -> tfds.core.DatasetBuilder:
   """Prepares ``ssljax_digits`` in array_record format if needed; offline, a few seconds.
 
@@ -112,7 +97,7 @@ def prepare(data_dir: str | None = None) -> tfds.core.DatasetBuilder:
   Returns:
     The prepared builder (reuse its ``data_dir_root`` for ``tfds.data_source``).
   """
-  with _quiet_tfds():
+  with local_tfds.quiet_tfds():
     builder = SsljaxDigits(data_dir=data_dir)
     prepared = builder.is_prepared()
   if prepared:
@@ -125,7 +110,7 @@ def prepare(data_dir: str | None = None) -> tfds.core.DatasetBuilder:
   try:
     # TFDS's own banner says "Downloading and preparing ..." with progress bars; nothing is
     # downloaded here, so keep it quiet and say what happens in the line above.
-    with _quiet_tfds():
+    with local_tfds.quiet_tfds():
       builder.download_and_prepare(download_config=config, file_format="array_record")
   except Exception:
     # Several processes sharing one data_dir race to prepare it; whoever loses finds it prepared.
