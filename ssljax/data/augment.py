@@ -21,8 +21,10 @@ Choices, documented once here:
   does. An op whose strength is 0 is left out.
 * **Grayscale**: ITU-R 601 luma ``0.299 R + 0.587 G + 0.114 B``, copied to 3 channels.
 * **Blur**: ``sigma ~ U(blur_sigma)`` in pixels of the output view, separable Gaussian with radius
-  ``max(1, size // 20)`` (kernel ``2 * radius + 1``, about 10% of the side, 23 taps at 224 as in
-  BYOL), reflect padding.
+  ``max(1, size // 20, ceil(3 * sigma_max))`` capped at ``size - 1`` (kernel ``2 * radius + 1``;
+  ``sigma_max`` is the recipe's upper ``blur_sigma``), reflect padding. At 224 px that is BYOL's
+  23 taps (10% of the side); at 32 px the 10% rule alone would give 3 taps, which cannot represent
+  sigma 2, so the kernel reaches 3 sigma_max (13 taps for sigma up to 2).
 * **Solarise**: ``x -> 1 - x`` where ``x >= 0.5`` (threshold 128 of 255).
 
 Every random op is gated by a Bernoulli draw with its probability; a probability of 0 skips the op
@@ -369,9 +371,15 @@ def color_jitter(u, image, *, brightness: float, contrast: float, saturation: fl
 # ----------------------------------------------------------------------------- blur, solarise
 
 
-def blur_radius(size: int) -> int:
-  """Gaussian kernel radius for a view of side ``size``: about 10% of the side, at least 1."""
-  return max(0, min(max(1, size // 20), size - 1))  # reflect padding needs radius < side
+def blur_radius(size: int, *, sigma_max: float) -> int:
+  """Gaussian kernel radius for a view of side ``size`` blurred with sigmas up to ``sigma_max``.
+
+  ``max(1, size // 20, ceil(3 * sigma_max))``: about 10% of the side (BYOL's 23 taps at 224 px)
+  and at least 3 standard deviations of the widest blur, whose truncated tails then hold < 0.3% of
+  the mass; capped at ``size - 1`` because reflect padding needs a radius below the side.
+  """
+  radius = max(1, size // 20, math.ceil(3.0 * float(sigma_max)))
+  return max(0, min(radius, size - 1))
 
 
 def gaussian_blur(image, sigma, *, radius: int):
@@ -456,7 +464,8 @@ def augment_image(rng, image, recipe: ViewRecipe, source_hw=None):
   x = _maybe(u[_U_GRAY], recipe.grayscale_prob, to_grayscale, x)
   sigma = _between(u[_U_SIGMA], *recipe.blur_sigma)
   blur = lambda y: jnp.clip(  # noqa: E731
-      gaussian_blur(y, sigma, radius=blur_radius(recipe.size)), 0.0, 1.0)
+      gaussian_blur(y, sigma, radius=blur_radius(recipe.size, sigma_max=recipe.blur_sigma[1])),
+      0.0, 1.0)
   x = _maybe(u[_U_BLUR_P], recipe.blur_prob, blur, x)
   return _maybe(u[_U_SOLARIZE], recipe.solarize_prob, solarize, x)
 

@@ -113,10 +113,41 @@ def test_blur_alone_keeps_constant_mean_and_reduces_noise():
   assert blurred.var() < 0.5 * noise.var()
 
 
-def test_blur_radius_is_about_ten_percent():
-  assert augment.blur_radius(224) == 11  # 23 taps, as in BYOL
-  assert augment.blur_radius(32) == 1
-  assert augment.blur_radius(1) == 0
+def test_blur_radius_covers_three_sigma_and_ten_percent():
+  assert augment.blur_radius(224, sigma_max=2.0) == 11  # 23 taps, as in BYOL
+  assert augment.blur_radius(32, sigma_max=2.0) == 6  # ceil(3 * 2); 32 // 20 = 1 would truncate
+  assert augment.blur_radius(32, sigma_max=0.1) == 1
+  assert augment.blur_radius(8, sigma_max=5.0) == 7  # capped below the side (reflect padding)
+  assert augment.blur_radius(1, sigma_max=2.0) == 0
+
+
+def _reference_blur(image_hwc, sigma):
+  """Float64 NumPy reference: a direct 2-D Gaussian convolution with full support.
+
+  The kernel ``exp(-(dy^2 + dx^2) / (2 sigma^2))`` spans every offset the image allows (radius
+  ``side - 1``, the largest reflect padding can serve), normalised to sum 1; reflect padding (no
+  edge repeat, as ``numpy.pad(mode='reflect')`` and torchvision's / PIL's blur borders).
+  """
+  h, w, _ = image_hwc.shape
+  r = min(h, w) - 1
+  offsets = np.arange(-r, r + 1, dtype=np.float64)
+  kernel = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2.0 * sigma ** 2))
+  kernel /= kernel.sum()
+  padded = np.pad(image_hwc.astype(np.float64), ((r, r), (r, r), (0, 0)), mode="reflect")
+  out = np.zeros((h, w, image_hwc.shape[2]))
+  for dy in range(2 * r + 1):
+    for dx in range(2 * r + 1):
+      out += kernel[dy, dx] * padded[dy:dy + h, dx:dx + w]
+  return out
+
+
+@pytest.mark.parametrize("sigma", [0.5, 2.0])
+def test_blur_matches_full_support_reference_at_32px(sigma):
+  # The radius a recipe with blur_sigma=(0.1, 2.0) gets at 32 px (the CIFAR recipes).
+  radius = augment.blur_radius(32, sigma_max=2.0)
+  image = _image(5, (32, 32, 3))
+  out = np.asarray(augment.gaussian_blur(jnp.asarray(image), jnp.float32(sigma), radius=radius))
+  np.testing.assert_allclose(out, _reference_blur(image, sigma), atol=1e-3)
 
 
 def test_jitter_alone_changes_image_within_range():
