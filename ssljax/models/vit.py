@@ -13,7 +13,10 @@ Names such as ``'vit:S/16'`` pick a size from :data:`VIT_SIZES` and a patch size
 Initialisation follows the official ViT/MAE code: xavier-uniform Dense kernels with zero biases, the
 patch-embedding kernel xavier-uniform as a flattened [p*p*C, width] matrix, CLS token, learned
 position embeddings and MAE mask token normal(0.02), LayerNorm scale 1 / bias 0 (eps 1e-6).
-There is no BatchNorm and no dropout: ``train`` is accepted only for interface compatibility.
+There is no BatchNorm and no dropout. The only training-time randomness is stochastic depth
+(``drop_path_rate``, Huang et al. 2016, as DeiT/DINO use it): off by default, and active only in a
+call with ``train=True`` that passes a ``'dropout'`` rng (``rngs={'dropout': key}``); see
+:func:`drop_path`.
 """
 
 import functools
@@ -229,29 +232,70 @@ def sincos_posemb_2d(
   return jnp.asarray(emb, jnp.float32)
 
 
+def drop_path_rates(rate: float, depth: int) -> list[float]:
+  """Per-block stochastic-depth rates: ``linspace(0, rate, depth)`` (DeiT's / DINO's decay rule).
+
+  Block 0 is never dropped and the last block is dropped with probability ``rate``.
+  """
+  if depth == 1:
+    return [0.0]
+  return [rate * i / (depth - 1) for i in range(depth)]
+
+
+def drop_path(rng: jax.Array, x_bld: jax.Array, rate: float) -> jax.Array:
+  """Stochastic depth on a residual branch: each sample's whole branch output is kept or zeroed.
+
+  ``out_b = x_b * m_b / (1 - rate)`` with ``m_b ~ Bernoulli(1 - rate)`` drawn once per sample
+  (DeiT / DINO ``drop_path``), so ``E[out] = x`` and a dropped sample's block is the identity.
+
+  Args:
+    rng: PRNG key.
+    x_bld: branch output, shape [B, ...].
+    rate: drop probability in [0, 1).
+
+  Returns:
+    Same shape and dtype as ``x_bld``.
+  """
+  if rate <= 0.0:
+    return x_bld
+  keep = 1.0 - rate
+  mask_b = jax.random.bernoulli(rng, keep, (x_bld.shape[0],) + (1,) * (x_bld.ndim - 1))
+  return jnp.where(mask_b, x_bld / jnp.asarray(keep, x_bld.dtype), jnp.zeros_like(x_bld))
+
+
 class TransformerBlock(nn.Module):
   """Pre-LN transformer block: ``x + MHSA(LN(x))``, then ``x + MLP(LN(x))`` (GELU MLP).
 
   Attributes:
     num_heads: attention heads; they must divide the input width.
     mlp_dim: hidden width of the MLP.
+    drop_path: stochastic-depth rate of both residual branches (each draws its own per-sample
+      mask from the ``'dropout'`` rng stream); used only when ``__call__`` gets
+      ``deterministic=False``.
     dtype: compute dtype; parameters stay float32.
   """
 
   num_heads: int
   mlp_dim: int
+  drop_path: float = 0.0
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x_bld: jax.Array) -> jax.Array:
+  def __call__(self, x_bld: jax.Array, *, deterministic: bool = True) -> jax.Array:
     """Applies the block.
 
     Args:
       x_bld: tokens, shape [B, N, D].
+      deterministic: skip stochastic depth (evaluation, or a call without a ``'dropout'`` rng).
 
     Returns:
       Shape [B, N, D], dtype ``self.dtype``.
     """
+    stochastic = not deterministic and self.drop_path > 0.0
+
+    def branch(y):
+      return drop_path(self.make_rng("dropout"), y, self.drop_path) if stochastic else y
+
     width = x_bld.shape[-1]
     dense = dict(kernel_init=dense_kernel_init, bias_init=nn.initializers.zeros, dtype=self.dtype)
     y = nn.LayerNorm(epsilon=_LN_EPS, dtype=self.dtype, name="ln1")(x_bld)
@@ -263,14 +307,14 @@ class TransformerBlock(nn.Module):
       name="attn",
       **dense,
     )(y)
-    x_bld = x_bld + y
+    x_bld = x_bld + branch(y)
     y = nn.LayerNorm(epsilon=_LN_EPS, dtype=self.dtype, name="ln2")(x_bld)
     y = nn.Dense(self.mlp_dim, name="fc1", **dense)(y)
     # The exact (erf) GELU of PyTorch's nn.GELU, which the official MAE/DeiT models use; Flax's
     # default is the tanh approximation.
     y = nn.gelu(y, approximate=False)
     y = nn.Dense(width, name="fc2", **dense)(y)
-    return x_bld + y
+    return x_bld + branch(y)
 
 
 def _resize_posemb(posemb_hwd: jax.Array, grid_h: int, grid_w: int) -> jax.Array:
@@ -306,6 +350,10 @@ class ViT(nn.Module):
     patch: patch size p.
     image_size: native square resolution; learned position embeddings are made for its grid.
     posemb: ``'learn'`` or ``'sincos2d'``.
+    drop_path_rate: stochastic depth of the last block; block i drops its residual branches with
+      probability ``drop_path_rates(drop_path_rate, depth)[i]`` (0 for the first). Applied only
+      in ``train=True`` calls that pass a ``'dropout'`` rng, so one module serves a student that
+      draws it and a teacher that does not (DINO builds its teacher without drop path).
     dtype: compute dtype; parameters and outputs stay float32.
   """
 
@@ -316,6 +364,7 @@ class ViT(nn.Module):
   patch: int
   image_size: int = 224
   posemb: str = "learn"
+  drop_path_rate: float = 0.0
   dtype: Any = jnp.float32
 
   @property
@@ -337,7 +386,8 @@ class ViT(nn.Module):
     Args:
       x_bhwc: images, shape [B, H, W, C]; H and W divisible by ``patch`` (any may differ from
         ``image_size``).
-      train: unused (no dropout or BatchNorm); accepted so every encoder is called alike.
+      train: training mode; with ``drop_path_rate > 0`` and a ``'dropout'`` rng passed to
+        ``apply`` it turns stochastic depth on (otherwise unused: no dropout or BatchNorm).
       ids_keep_bk: optional int [B, K] indices of the patches to encode (see
         :func:`random_masking`); the others are dropped after the position embeddings are added.
       return_tokens: return all tokens instead of the CLS token.
@@ -350,7 +400,12 @@ class ViT(nn.Module):
       ValueError: H or W (or, with learned embeddings, ``image_size``) not divisible by ``patch``.
       ConfigError: ``posemb`` is not one of ``'learn'``, ``'sincos2d'``.
     """
-    del train
+    if not 0.0 <= self.drop_path_rate < 1.0:
+      raise ConfigError(
+        f"encoder.drop_path_rate={self.drop_path_rate} must lie in [0, 1); DINO's ViT-S uses 0.1"
+      )
+    stochastic = train and self.drop_path_rate > 0.0 and self.has_rng("dropout")
+    rates = drop_path_rates(self.drop_path_rate, self.depth)
     if self.posemb not in POSEMBS:
       raise ConfigError(
         f"encoder.posemb={self.posemb!r} is not supported; choose one of {', '.join(POSEMBS)}"
@@ -400,9 +455,9 @@ class ViT(nn.Module):
     x_bld = jnp.concatenate([cls_b1d, x_bld], axis=1)
 
     for i in range(self.depth):
-      x_bld = TransformerBlock(self.num_heads, self.mlp_dim, dtype=self.dtype, name=f"block{i}")(
-        x_bld
-      )
+      x_bld = TransformerBlock(
+        self.num_heads, self.mlp_dim, drop_path=rates[i], dtype=self.dtype, name=f"block{i}"
+      )(x_bld, deterministic=not stochastic)
     x_bld = nn.LayerNorm(epsilon=_LN_EPS, dtype=self.dtype, name="norm")(x_bld)
     # Losses (softmaxes with small temperatures, cross-correlations) want float32 inputs.
     x_bld = x_bld.astype(jnp.float32)
@@ -415,7 +470,7 @@ class ViT(nn.Module):
 
     Args:
       x_bhwc: images, shape [B, H, W, C].
-      train: unused; see ``__call__``.
+      train: training mode; see ``__call__``.
       ids_keep_bk: optional int [B, K] indices of the patches to encode.
 
     Returns:
@@ -501,6 +556,7 @@ def make_vit(
   *,
   image_size: int,
   posemb: str = "learn",
+  drop_path_rate: float = 0.0,
   dtype: Any = jnp.float32,
   key: str = "encoder.name",
   size_key: str = "input.image_size",
@@ -511,6 +567,7 @@ def make_vit(
     name: ``'vit:<size>/<patch>'``; see :func:`parse_vit_name`.
     image_size: native resolution (learned position embeddings are made for its grid).
     posemb: ``'learn'`` or ``'sincos2d'``.
+    drop_path_rate: stochastic depth of the last block (see :class:`ViT`); 0 = none.
     dtype: compute dtype.
     key: config key of ``name``, for error messages.
     size_key: config key of ``image_size``, for error messages.
@@ -536,6 +593,7 @@ def make_vit(
     patch=patch,
     image_size=image_size,
     posemb=posemb,
+    drop_path_rate=float(drop_path_rate),
     dtype=dtype,
   )
   return module, module.features
