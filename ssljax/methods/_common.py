@@ -24,15 +24,17 @@ PyTree = Any
 # ------------------------------------------------------------------------------------- views
 
 
-def view_recipes(config, names: Sequence[str]) -> tuple[ViewRecipe, ...]:
+def view_recipes(config, names: Sequence[str], *,
+                 optional: Sequence[str] = ()) -> tuple[ViewRecipe, ...]:
   """The recipes of the named views in ``config.input.views``, each repeated ``crops`` times.
 
   A view entry may carry ``crops`` (default 1): DINO's ``local`` view with ``crops=6`` yields six
   independently augmented crops of one recipe. The result is the flat list the loss receives, in
-  the order of ``names``.
+  the order of ``names``. Views named in ``optional`` may have ``crops=0`` (none of them).
 
   Raises:
-    ConfigError: a named view is missing, ``crops`` is not a positive integer, or a field is bad.
+    ConfigError: a named view is missing, ``crops`` is not a positive integer (or, for an
+      optional view, a non-negative one), or a field is bad.
   """
   views = config.input.views
   missing = [n for n in names if n not in views]
@@ -44,9 +46,12 @@ def view_recipes(config, names: Sequence[str]) -> tuple[ViewRecipe, ...]:
   for name in names:
     fields = dict(views[name].to_dict() if hasattr(views[name], "to_dict") else views[name])
     crops = fields.pop("crops", 1)
-    if isinstance(crops, bool) or not isinstance(crops, int) or crops < 1:
-      raise ConfigError(f"input.views.{name}.crops={crops!r} must be an integer >= 1 "
-                        "(the number of crops drawn with this recipe)")
+    least = 0 if name in optional else 1
+    if isinstance(crops, bool) or not isinstance(crops, int) or crops < least:
+      why = ("" if least == 0 else f"; method={config.method!r} needs at least one crop of "
+             f"this view")
+      raise ConfigError(f"input.views.{name}.crops={crops!r} must be an integer >= {least} "
+                        f"(the number of crops drawn with this recipe){why}")
     recipes += [ViewRecipe.from_config(fields, where=f"input.views.{name}")] * crops
   return tuple(recipes)
 
@@ -112,6 +117,7 @@ def make_backbone(config) -> tuple[nn.Module, int]:
       vit.check_patch_divides(size, patch, key=key, name=enc.name)
     native = next(iter(sizes.values()))
     return vit.make_vit(enc.name, image_size=native, posemb=enc.get("posemb", "learn"),
+                        drop_path_rate=float(enc.get("drop_path_rate", 0.0)),
                         dtype=compute_dtype(config))
   return make_encoder(enc.name, stem=enc.get("stem", "imagenet"), width=enc.get("width", 64),
                       zero_init_residual=enc.get("zero_init_residual", False),

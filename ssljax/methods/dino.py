@@ -3,7 +3,8 @@
 Config keys read (see ``experiments/dino.py``): ``encoder.*``, ``dino.*`` (head widths, number of
 prototypes, student temperature, teacher temperature warm-up, centre momentum, EMA momentum) and
 the views ``input.views.global1``, ``input.views.global2`` and, optionally,
-``input.views.local`` (whose ``crops`` field is the number of local crops). The teacher sees
+``input.views.local`` (whose ``crops`` field is the number of local crops; ``crops=0`` or no
+``local`` view trains on the two global crops only, as solo-learn's CIFAR recipe). The teacher sees
 only the two global crops; the student sees all of them, and each (teacher crop, student crop)
 pair of different crops is a term of the loss. Crops of one size go through the network
 together, as the official forward does.
@@ -21,7 +22,7 @@ from ssljax import losses
 from ssljax.errors import ConfigError
 from ssljax.methods import Method, _common
 from ssljax.models.compose import EncoderHead
-from ssljax.models.heads import DINOHead
+from ssljax.models.heads import DINO_HEAD_INITS, DINOHead
 
 GLOBAL_VIEWS = ("global1", "global2")
 LOCAL_VIEW = "local"  # Optional: solo-learn's CIFAR recipe trains on the two global crops only.
@@ -39,13 +40,21 @@ def teacher_temperature(step, *, start: float, end: float, warmup_epochs: int,
   return jnp.where(epoch < warmup_epochs, warm, end).astype(jnp.float32)
 
 
+def _head_init(d) -> str:
+  init = str(d.get("head_init", "trunc_normal"))
+  if init not in DINO_HEAD_INITS:
+    raise ConfigError(f"dino.head_init={init!r} must be one of {DINO_HEAD_INITS} (the official "
+                      "head is 'trunc_normal'; 'fan_in' for narrow backbones)")
+  return init
+
+
 def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   """Builds DINO from an experiment config."""
   d = config.dino
   encoder, _ = _common.make_backbone(config)
   head = DINOHead(hidden_dims=tuple(d.hidden_dims), bottleneck_dim=int(d.bottleneck_dim),
                   num_prototypes=int(d.num_prototypes), use_bn=bool(d.use_bn),
-                  cpu_kernels=_common.cpu_kernels(config))
+                  dense_init=_head_init(d), cpu_kernels=_common.cpu_kernels(config))
   net = EncoderHead(encoder=encoder, head=head)
   student_temp = _common.check_positive(d.student_temp, "dino.student_temp")
   temp_kw = dict(start=_common.check_positive(d.warmup_teacher_temp, "dino.warmup_teacher_temp"),
@@ -55,7 +64,7 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   base = _common.check_momentum(d.base_momentum, "dino.base_momentum")
   final = _common.check_momentum(d.final_momentum, "dino.final_momentum")
   names = GLOBAL_VIEWS + ((LOCAL_VIEW,) if LOCAL_VIEW in config.input.views else ())
-  views = _common.view_recipes(config, names)
+  views = _common.view_recipes(config, names, optional=(LOCAL_VIEW,))
   if views[0].size != views[1].size:
     raise ConfigError(f"input.views.global1.size={views[0].size} and global2.size="
                       f"{views[1].size} must be equal (the teacher sees both in one batch)")
@@ -71,11 +80,13 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
                                  "teacher_temp": teacher_temperature(0, **temp_kw)}
 
   def loss(params, method_state, views, rng):
-    del rng
     teacher = method_state["teacher"]
 
     def student_fn(state, x):
-      return _common.apply_train(net, params["student"], state, x)
+      # A ViT's stochastic depth (encoder.drop_path_rate) draws from 'dropout'; the teacher has
+      # none, as the official code. One key per crop size (forward_groups calls once per size).
+      key = jax.random.fold_in(rng, x.shape[1])
+      return _common.apply_train(net, params["student"], state, x, rngs={"dropout": key})
 
     def teacher_fn(state, x):
       return _common.apply_train(net, teacher["params"], state, x)

@@ -75,19 +75,29 @@ class MLP(nn.Module):
     return x.astype(jnp.float32)
 
 
+DINO_HEAD_INITS = ("trunc_normal", "fan_in")
+
+
 class DINOHead(nn.Module):
   """DINO's projection head: MLP -> L2-normalise -> weight-normalised linear to prototypes.
 
   ``Dense -> GELU`` for ``len(hidden_dims)`` layers, ``Dense(bottleneck_dim)``, L2 normalisation,
   then a bias-free linear layer to ``num_prototypes`` whose weight columns are normalised to unit
   length (``norm_last_layer=True`` in the official code: weight norm with the gain fixed at 1).
-  Dense layers use truncated-normal(0.02) kernels and zero biases, as the official head.
+  Dense layers use truncated-normal(0.02) kernels and zero biases, as the official head
+  (``dense_init='trunc_normal'``), or kernels of variance 1 / fan-in (``dense_init='fan_in'``).
+  The official scale suits wide inputs (384-2048 features): on a narrow backbone (64 features) it
+  leaves the bottleneck output with a norm of ~0.03 before the L2 normalisation, whose gradient
+  then scales as 1 / 0.03, and the first steps grow the bottleneck bias past the input-dependent
+  part (measured on the digits demo; ``experiments/dino.py``).
 
   Attributes:
     hidden_dims: widths of the hidden layers (2048, 2048 in the official head).
     bottleneck_dim: width before normalisation (256).
     num_prototypes: output width K (65536 for ViT on ImageNet; 4096 in solo-learn's CIFAR recipe).
     use_bn: BatchNorm after each hidden Dense (official default False).
+    dense_init: 'trunc_normal' (official, std 0.02) or 'fan_in' (variance 1 / fan-in) Dense
+      kernels.
     dtype: compute dtype; the output is float32.
     cpu_kernels: ssljax's XLA:CPU BatchNorm instead of Flax's when ``use_bn``.
   """
@@ -96,6 +106,7 @@ class DINOHead(nn.Module):
   bottleneck_dim: int = 256
   num_prototypes: int = 65536
   use_bn: bool = False
+  dense_init: str = "trunc_normal"
   dtype: Any = jnp.float32
   cpu_kernels: bool = False
 
@@ -103,14 +114,18 @@ class DINOHead(nn.Module):
   def __call__(self, x_bd: jnp.ndarray, *, train: bool) -> jnp.ndarray:
     """[B, D_in] features -> [B, num_prototypes] float32 logits."""
     init = nn.initializers.truncated_normal(0.02)
+    if self.dense_init not in DINO_HEAD_INITS:
+      raise ValueError(f"DINOHead dense_init={self.dense_init!r} must be one of {DINO_HEAD_INITS}")
+    dense_init = init if self.dense_init == "trunc_normal" else nn.initializers.lecun_normal()
     x = x_bd.astype(self.dtype)
     for i, width in enumerate(self.hidden_dims):
-      x = nn.Dense(width, kernel_init=init, dtype=self.dtype, name=f"dense{i}")(x)
+      x = nn.Dense(width, kernel_init=dense_init, dtype=self.dtype, name=f"dense{i}")(x)
       if self.use_bn:
         x = batch_norm(self.cpu_kernels, use_running_average=not train, momentum=0.9,
                        epsilon=1e-5, dtype=self.dtype, name=f"bn{i}")(x)
       x = nn.gelu(x, approximate=False)
-    x = nn.Dense(self.bottleneck_dim, kernel_init=init, dtype=self.dtype, name="bottleneck")(x)
+    x = nn.Dense(self.bottleneck_dim, kernel_init=dense_init, dtype=self.dtype,
+                 name="bottleneck")(x)
     x = x.astype(jnp.float32)
     x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
     v = self.param("last_layer", init, (self.bottleneck_dim, self.num_prototypes), jnp.float32)

@@ -62,9 +62,38 @@ def test_teacher_temperature_follows_the_official_warmup():
 
 
 def test_bad_multi_crop_settings_name_the_key():
-  with pytest.raises(ConfigError, match="input.views.local.crops=0"):
-    setup("dino", input__views__local__crops=0)
+  # The local crops are optional (crops=0: none); the global ones are not.
+  with pytest.raises(ConfigError, match="input.views.global1.crops=0 .* needs at least one"):
+    setup("dino", input__views__global1__crops=0)
+  with pytest.raises(ConfigError, match="input.views.local.crops=-1"):
+    setup("dino", input__views__local__crops=-1)
   with pytest.raises(ConfigError, match="global2.size"):
     setup("dino", input__views__global2__size=12)
   with pytest.raises(ConfigError, match="dino.student_temp"):
     setup("dino", dino__student_temp=0.0)
+
+
+def test_local_crops_are_optional():
+  # crops=0 (solo-learn's CIFAR recipe has no local crops): the student sees the two global crops,
+  # and the loss is the two cross-view terms only.
+  _, method, params, state, views = setup("dino", input__views__local__crops=0)
+  assert len(method.views) == 2
+  loss, _ = jax.jit(method.loss)(params, state, views, jax.random.key(0))
+  assert np.isfinite(float(loss))
+
+
+def test_fan_in_head_init_scales_with_the_input_width():
+  # 'fan_in': kernel variance 1 / fan-in (LeCun normal); 'trunc_normal': the official std 0.02.
+  x = jnp.ones((4, 64))
+  for init, expected in (("fan_in", lambda fan_in: fan_in ** -0.5),
+                         ("trunc_normal", lambda _: 0.02)):
+    head = DINOHead(hidden_dims=(256,), bottleneck_dim=32, num_prototypes=16, dense_init=init)
+    params = head.init(jax.random.key(0), x, train=False)["params"]
+    for name, fan_in in (("dense0", 64), ("bottleneck", 256)):
+      std = float(np.std(np.asarray(params[name]["kernel"])))
+      # truncated_normal(0.02) keeps |x| < 2 sigma, whose std is 0.88 x sigma; lecun_normal
+      # rescales its truncated draw to the full variance.
+      np.testing.assert_allclose(std, expected(fan_in) * (0.88 if init == "trunc_normal" else 1.0),
+                                 rtol=0.1)
+  with pytest.raises(ConfigError, match="dino.head_init"):
+    setup("dino", dino__head_init="xavier")
