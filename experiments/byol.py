@@ -26,7 +26,8 @@ Variants (the argument after the colon; combine with commas):
 
   ResNet-50, batch 4096, 1000 epochs, LARS lr 0.2 x batch/256 (eta 0.001), wd 1.5e-6, 10 warm-up
   epochs, projector/predictor 4096 -> 256, momentum 0.996 -> 1, blur 1.0 / 0.1, solarisation
-  0.0 / 0.2. Target: 74.3% ImageNet linear top-1 (paper).
+  0.0 / 0.2. Target: 74.3% ImageNet linear top-1 (paper). Our number is a linear probe on a
+  100k-image subset of the train split (``eval.max_train_samples``), not the full 1.28M.
 
 * ``runlocal`` — shrinks any variant to a few steps of a tiny model (tests, laptops).
 """

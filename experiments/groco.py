@@ -30,7 +30,9 @@ Variants (the argument after the colon; combine with commas):
   augmentation (crop scale 0.14-1; blur 1.0 / 0.1, solarise 0 / 0.2), topk_neg 10.
   Target: 69.2% linear top-1, 60.5% k-NN (official README). ``views=multicrop`` adds 6 crops of
   96 px (scale 0.05-0.14, blur 0.5) used only as anchors: target 71.8% linear, 62.3% k-NN at
-  100 epochs (73.9% / 66.1% at 800 epochs with base LR 0.1875, 10 warm-up epochs).
+  100 epochs (73.9% / 66.1% at 800 epochs with base LR 0.1875, 10 warm-up epochs). Our numbers
+  are probes on a 100k-image subset of the train split (``eval.max_train_samples``), not the full
+  1.28M.
 
 * ``views=4`` — four full-size views (each image has 3 positives per anchor); ``views=multicrop``
   — two full-size views plus small crops (6 at 96 px on ImageNet, 4 at half size elsewhere).

@@ -29,9 +29,12 @@ Variants (the argument after the colon; combine with commas):
   resized crop (0.2, 1) + flip only. Target: 68.0% top-1 under linear probing (ViT-B/16, the
   paper's TF/TPU number in the official repository's FINETUNE.md, "Linear Probing"; 67.8% with
   its PyTorch code). Its probe trains 90 epochs with augmentation and a BatchNorm before the
-  head, so ssljax's fast frozen probe is expected to read somewhat lower. The paper's headline
-  83.6% is after fine-tuning the whole network (100 epochs, layer-wise LR decay 0.65, mixup,
-  cutmix), which ssljax does not run yet.
+  head, so ssljax's fast frozen probe is expected to read somewhat lower; it also trains on a
+  100k-image subset of the train split (``eval.max_train_samples``), not the full 1.28M. The
+  68.0% is measured on the paper's released checkpoint; 800 epochs is the official PRETRAIN.md
+  command, and this file does not confirm that the checkpoint used the same length. The paper's
+  headline 83.6% is after fine-tuning the whole network (100 epochs, layer-wise LR decay 0.65,
+  mixup, cutmix); it is not this variant's target.
 
 * ``runlocal`` — shrinks any variant to a few steps of a tiny model (tests, laptops).
 """

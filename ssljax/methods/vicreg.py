@@ -1,7 +1,9 @@
 """VICReg (Bardes, Ponce and LeCun, ICLR 2022): invariance, variance and covariance terms.
 
 Config keys read (see ``experiments/vicreg.py``): ``encoder.*``, ``projector.*``,
-``vicreg.sim_weight`` / ``var_weight`` / ``cov_weight`` (25 / 25 / 1) and the views
+``vicreg.sim_weight`` / ``var_weight`` / ``cov_weight`` (25 / 25 / 1; ``var_weight`` multiplies the
+MEAN of the two views' variance terms, as the official code, so solo-learn's 25 on their sum is
+50 here) and the views
 ``input.views.view1`` / ``input.views.view2``. Variance and covariance are over the global batch,
 as the official code computes them after gathering every device's embeddings.
 """
