@@ -191,7 +191,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, method: method
   labels = visible_labels(batch)
 
   def loss_fn(params, method_state, views, labels, rng):
-    label_kwargs = {"labels": labels} if method.uses_labels else {}
+    label_kwargs = {"labels": labels} if method.uses_labels or method.metric_labels else {}
     loss, (method_state, metrics, rep) = method.loss(
         params["method"], method_state, views, rng, **label_kwargs)
     total = loss

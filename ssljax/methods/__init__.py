@@ -24,7 +24,8 @@ PyTree = Any
 # (rng, images_bhwc float32) -> (params, method_state)
 InitFn = Callable[[jax.Array, jax.Array], tuple[PyTree, PyTree]]
 # (params, method_state, views, rng) -> (loss, (method_state, metrics, representation_of_view_0));
-# methods with ``uses_labels`` also take ``labels=`` int32 [B], -1 where the label is hidden.
+# methods with ``uses_labels`` or ``metric_labels`` also take ``labels=`` int32 [B], -1 where the
+# label is hidden.
 LossFn = Callable[
     [PyTree, PyTree, Sequence[jax.Array], jax.Array],
     tuple[jax.Array, tuple[PyTree, dict[str, jax.Array], jax.Array]],
@@ -70,6 +71,10 @@ class Method(NamedTuple):
     uses_labels: the loss reads labels (supervised, semi-supervised methods). The trainer then
       calls ``loss(params, method_state, views, rng, labels=labels_b)`` with ``labels_b`` int32
       [B] and -1 for the examples whose label is hidden (``input.label_fraction`` < 1).
+    metric_labels: the loss takes ``labels=`` (as with ``uses_labels``) for its metrics only
+      (MYOW's mined-pair label agreement), never for the loss value. Unlike ``uses_labels`` it
+      needs no labelled data: without class labels the trainer passes all -1. The contract test
+      checks that the loss, its gradients and the new state do not depend on the labels.
     backbone: where the backbone is (:class:`Backbone`): what ``ssljax.export`` writes and
       ``encoder.init_from`` starts from.
     optimizer: optional ``tx -> tx``: wraps the optimiser ``config.optim`` builds, for methods
@@ -84,6 +89,7 @@ class Method(NamedTuple):
   represent: RepresentFn
   uses_labels: bool = False
   backbone: Backbone | None = None
+  metric_labels: bool = False
   optimizer: Callable[[Any], Any] | None = None
 
 

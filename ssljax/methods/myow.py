@@ -4,21 +4,44 @@ Config keys read (see ``experiments/myow.py``): ``encoder.*``, ``projector.*`` (
 ``predictor.*`` (q), ``projector_m.*`` (g', the mined-view projector), ``predictor_m.*`` (q'),
 ``myow.base_momentum`` / ``myow.final_momentum`` (EMA schedule
 ``tau_k = final - (final - base)(cos(pi k / K) + 1) / 2``), ``myow.knn_k`` (mine among the k
-nearest), ``myow.warmup_epochs`` / ``myow.rampup_epochs`` / ``myow.max_weight`` (mined-loss
-weight schedule, see :func:`mined_weight`), ``myow.layout`` (``'cascaded'``: g' after g;
+nearest), ``myow.exclude_self`` (may an anchor mine its own image; below),
+``myow.warmup_epochs`` / ``myow.rampup_epochs`` / ``myow.max_weight`` (mined-loss weight
+schedule, see :func:`mined_weight`), ``myow.layout`` (``'cascaded'``: g' after g;
 ``'parallel'``: g' on the representation), ``input.batch_size`` (bounds ``knn_k``) and the views
-``input.views.view1`` / ``view2`` (strong) / ``mine`` (weak, for mining).
+``input.views.view1`` / ``view2`` (strong) / ``mine`` (weak; drawn twice, for the anchors and for
+the pool).
 
 The loss is ``L_aug / (1 + w) + w L_mine / (1 + w)`` with the symmetric BYOL loss
-``L_aug = (l(q1, t2) + l(q2, t1)) / 2`` and, for each sample i,
-``L_mine = l(q'(g'(g(f(x_i)))), sg(g'_xi(g_xi(f_xi(x_m(i))))))``, where ``x_m(i)`` is drawn
-uniformly from the k nearest neighbours of ``f(x_i)`` (cosine distance, online encoder) among
-``f_xi`` of the candidate pool (target encoder), both on the weak ``mine`` view.
+``L_aug = (l(q1, t2) + l(q2, t1)) / 2``, ``l(u, v) = 2 - 2 cos(u, v)`` (the official
+``CosineLoss``) and, for each sample i,
+``L_mine = l(q'(g'(g(f(a_i)))), sg(g'_xi(g_xi(f_xi(p_m(i))))))``. ``a`` and ``p`` are two
+independent draws of the weak ``mine`` view of the batch (anchors and pool), and ``m(i)`` is drawn
+uniformly from the k nearest neighbours of ``f(a_i)`` (online encoder) among ``f_xi(p_1..p_B)``
+(target encoder) in cosine distance ``2 - 2 cos`` (:func:`mine_views`).
 
-The candidate pool is the rest of the global batch (sample i itself masked out), not a second batch
-from an independent loader as in the official code: a method sees one batch per step here. With a
-shuffled loader the other rows of a batch are such an independent draw of B - 1 samples; under
-data parallelism the pool is the global batch, as the official all-gathered pool.
+The pool, as the official code builds it. Its CIFAR script (nerdslab/myow
+``scripts/cifar-train.py``) passes one ``DataLoader`` as both ``train_dataloader`` and
+``view_pool_dataloader``; the trainer (``self_supervised/trainer/myow_trainer.py``) opens an
+iterator on each at every epoch, and both follow the sampler's order for that epoch, so each pool
+batch holds the training batch's own images, augmented by the weak transform independently of
+the anchors' weak view, and all-gathered over the GPUs (the global batch). (Its transforms are
+torchvision's applied to a batch tensor, which draw one crop and flip for the whole batch; here
+each image draws its own.) The miner (``model/myow_factory.py``) masks nothing, so an anchor may
+mine its own image, and for those anchors the mined term is a BYOL term between two weak views
+of one image in the second projection space; for the others it is a cross-image attraction. How
+often an anchor mines itself depends on the data and the representation: on the digits demo
+about 1% of the anchors did (for the others another digit's pool entry was nearer), in the
+learning test's tiny ResNet about 20% (``mined_self_fraction``). ``myow.exclude_self`` chooses:
+
+* ``False`` (the default, the official behaviour): the anchor's own pool entry may be mined;
+* ``True``: it is masked, every mined target is another image of the batch (the paper's
+  "across-sample" view taken literally).
+
+Metrics of the miner, reported every step (the miner runs every step, also while ``w = 0``, when
+its choice is not used): ``mined_distance`` (mean cosine distance of the mined pairs),
+``mined_self_fraction`` (anchors that mined their own image; only when self is allowed) and,
+when the trainer passes labels, ``mined_label_agreement`` (:func:`label_agreement`). Labels only
+ever reach that metric, never the loss.
 
 The target network (f, g and g' copies) lives in ``method_state`` (``teacher``, ``teacher_m``) and
 moves only by the EMA in ``update``; the predictors have no target copy. ``w`` is kept in
@@ -80,8 +103,9 @@ def mine_views(y_bf: jax.Array, pool_pf: jax.Array, rng: jax.Array, *, k: int,
     pool_pf: [P, F] candidate representations.
     rng: key for the uniform choice among the k nearest.
     k: number of nearest neighbours to choose from (1 <= k <= P, or P - 1 with exclude_self).
-    exclude_self: anchors and pool are the same samples (P == B): pool item i is never mined
-      for anchor i.
+    exclude_self: anchors and pool are the same samples (P == B, row i of each the same
+      image): pool item i is never mined for anchor i. False: no mask, as the official miner
+      (``myow_factory.py``), so an anchor may get its own image back.
 
   Returns:
     int32 [B] indices into the pool.
@@ -103,6 +127,30 @@ def mine_views(y_bf: jax.Array, pool_pf: jax.Array, rng: jax.Array, *, k: int,
   return jnp.take_along_axis(nearest_bk, choice_b[:, None], axis=1)[:, 0].astype(jnp.int32)
 
 
+def label_agreement(idx_b: jax.Array, labels_b: jax.Array,
+                    pool_labels_p: jax.Array | None = None) -> jax.Array:
+  """The fraction of anchors whose mined pool item has the anchor's label (a metric, no loss).
+
+  Counts only the anchors i with ``labels_b[i] >= 0`` and ``pool_labels_p[idx_b[i]] >= 0``
+  (-1 marks a hidden label, ``input.label_fraction`` < 1, or data without labels):
+  ``sum_i [y_i = y'_m(i)] / #counted``, 0 when no anchor counts.
+
+  Args:
+    idx_b: int [B] mined pool indices (:func:`mine_views`).
+    labels_b: int [B] anchor labels, -1 where hidden.
+    pool_labels_p: int [P] pool labels, -1 where hidden; the anchors' when None (the pool is the
+      batch).
+
+  Returns:
+    float32 scalar in [0, 1].
+  """
+  pool_labels_p = labels_b if pool_labels_p is None else pool_labels_p
+  mined_b = jnp.take(pool_labels_p, idx_b, axis=0)
+  counted_b = (labels_b >= 0) & (mined_b >= 0)
+  agree = jnp.sum((counted_b & (mined_b == labels_b)).astype(jnp.float32))
+  return agree / jnp.maximum(jnp.sum(counted_b.astype(jnp.float32)), 1.0)
+
+
 def _encode(module, x, *, train):
   """``EncoderHead`` up to the representation (used with ``module.apply(..., method=)``)."""
   return module.encoder(x, train=train)
@@ -122,11 +170,9 @@ def _config_int(value, key: str, *, low: int) -> int:
   return int(value)
 
 
-
-
 def build(net: nn.Module, predictor: nn.Module, projector_m: nn.Module, predictor_m: nn.Module,
           *, views, knn_k: int, layout: str, base_momentum: float, final_momentum: float,
-          schedule: dict, total_steps: int) -> Method:
+          schedule: dict, total_steps: int, exclude_self: bool = False) -> Method:
   """MYOW from its networks (``make`` builds them from a config; tests pass small ones).
 
   Args:
@@ -134,12 +180,15 @@ def build(net: nn.Module, predictor: nn.Module, projector_m: nn.Module, predicto
     predictor: q, on g's output.
     projector_m: g', on g's output (cascaded) or on the representation (parallel).
     predictor_m: q', on g''s output.
-    views: the three view recipes (strong, strong, weak).
+    views: the three view recipes (strong, strong, weak). The method's views are these and the
+      weak one again: ``loss`` takes ``[x1, x2, anchors, pool]``, the last two independent
+      draws of the weak view of the same images.
     knn_k: mine among this many nearest neighbours.
     layout: ``'cascaded'`` or ``'parallel'``.
     base_momentum, final_momentum: the EMA schedule's ends.
     schedule: keyword arguments of :func:`mined_weight` (except ``step``).
     total_steps: run length (EMA schedule).
+    exclude_self: mask each anchor's own image in the pool (see the module docstring).
   """
   cascaded = layout == "cascaded"
 
@@ -156,15 +205,15 @@ def build(net: nn.Module, predictor: nn.Module, projector_m: nn.Module, predicto
              "myow_weight": mined_weight(0, **schedule)}
     return params, state
 
-  def mined_loss(params, state, x_mine, rng):
-    """``(L_mine, state, metrics)``: mine in the weak view's batch, predict the mined target."""
+  def mined_loss(params, state, x_anchor, x_pool, rng):
+    """``(L_mine, state, idx_b, dist_b)``: mine the pool view's batch, predict the mined target."""
     teacher, teacher_m = state["teacher"], state["teacher_m"]
-    y_bf, net_state = _common.apply_train(net, params["net"], state["net"], x_mine,
+    y_bf, net_state = _common.apply_train(net, params["net"], state["net"], x_anchor,
                                           method=_encode)
-    pool_bf, teacher_state = _common.apply_train(net, teacher["params"], teacher["state"], x_mine,
+    pool_bf, teacher_state = _common.apply_train(net, teacher["params"], teacher["state"], x_pool,
                                                  method=_encode)
     pool_bf = jax.lax.stop_gradient(pool_bf)
-    idx_b = mine_views(y_bf, pool_bf, rng, k=knn_k, exclude_self=True)
+    idx_b = mine_views(y_bf, pool_bf, rng, k=knn_k, exclude_self=exclude_self)
     # As the official code: the target's heads run on the mined rows (BatchNorm over them).
     target_in = pool_bf[idx_b]
     online_in = y_bf
@@ -184,32 +233,40 @@ def build(net: nn.Module, predictor: nn.Module, projector_m: nn.Module, predicto
              "teacher": {"params": teacher["params"], "state": teacher_state},
              "teacher_m": {"params": teacher_m["params"], "state": tm_state}}
     # How far the mined neighbours are (cosine distance in representation space).
-    dist = 2.0 - 2.0 * jnp.sum(losses.l2_normalize(jax.lax.stop_gradient(y_bf))
-                               * losses.l2_normalize(pool_bf[idx_b]), axis=-1)
-    return loss, state, {"mined_distance": jnp.mean(dist)}
+    dist_b = 2.0 - 2.0 * jnp.sum(losses.l2_normalize(jax.lax.stop_gradient(y_bf))
+                                 * losses.l2_normalize(pool_bf[idx_b]), axis=-1)
+    return loss, state, idx_b, dist_b
 
-  def skip_mining(params, state, x_mine, rng):
-    del params, x_mine, rng
-    return jnp.zeros((), jnp.float32), state, {"mined_distance": jnp.zeros((), jnp.float32)}
+  def miner_metrics(idx_b, dist_b, labels_b):
+    metrics = {"mined_distance": jnp.mean(dist_b)}
+    if not exclude_self:
+      own_b = idx_b == jnp.arange(idx_b.shape[0], dtype=idx_b.dtype)
+      metrics["mined_self_fraction"] = jnp.mean(own_b.astype(jnp.float32))
+    if labels_b is not None:
+      metrics["mined_label_agreement"] = label_agreement(idx_b, labels_b)
+    return metrics
 
-  def loss(params, method_state, views, rng):
-    x1, x2, x_mine = views
+  def loss(params, method_state, views, rng, labels=None):
+    """``views``: ``[x1, x2, anchors, pool]``; ``labels``: int32 [B] (-1 hidden) or None, read by
+    the ``mined_label_agreement`` metric only."""
+    x1, x2, x_anchor, x_pool = views
     # The weight is a schedule value, not a parameter: no gradient may reach method_state.
     w = jax.lax.stop_gradient(method_state["myow_weight"])
     reps, preds, targets, byol_state = _common.online_and_target_pass(
         net, predictor, params, method_state, (x1, x2))
     state = {**method_state, **byol_state}
     aug = 0.5 * (losses.byol_loss(preds[0], targets[1]) + losses.byol_loss(preds[1], targets[0]))
-    # Both branches are computed and one is selected: XLA:CPU runs a lax.cond's branch ~10x slower
-    # than the same ops outside it (measured on the digits recipe), which cost more than the mined
-    # passes do during the warm-up. Before the warm-up ends the mined branch's loss and state are
-    # discarded, so the values are those of skipping it.
+    # The mined branch is computed and then selected or not: XLA:CPU runs a lax.cond's branch ~10x
+    # slower than the same ops outside it (measured on the digits recipe), which cost more than
+    # the mined passes do during the warm-up. Before the warm-up ends the mined branch's loss and
+    # state are discarded, so the values are those of skipping it.
     on = w > 0
-    mined = mined_loss(params, state, x_mine, rng)
-    skipped = skip_mining(params, state, x_mine, rng)
-    mine, state, metrics = jax.tree.map(lambda a, b: jnp.where(on, a, b), mined, skipped)
+    mine, mined_state, idx_b, dist_b = mined_loss(params, state, x_anchor, x_pool, rng)
+    mine = jnp.where(on, mine, 0.0)
+    state = jax.tree.map(lambda a, b: jnp.where(on, a, b), mined_state, state)
     total = aug / (1.0 + w) + mine * w / (1.0 + w)
-    metrics = {"aug_loss": aug, "mined_loss": mine, "myow_weight": w, **metrics}
+    metrics = {"aug_loss": aug, "mined_loss": mine, "myow_weight": w,
+               **miner_metrics(idx_b, dist_b, labels)}
     return total, (state, metrics, reps[0])
 
   def update(params, method_state, step):
@@ -226,8 +283,13 @@ def build(net: nn.Module, predictor: nn.Module, projector_m: nn.Module, predicto
     h, z = _common.apply_eval(net, params["net"], method_state["net"], images_bhwc)
     return _common.as_float32({"representation": h, "embedding": z})
 
-  return Method(name="myow", views=tuple(views), init=init, loss=loss, update=update,
-                represent=represent, backbone=_common.submodule_backbone(net, _common.in_net))
+  # ``metric_labels`` (labels passed to the loss for metrics only) where this ssljax has it; not
+  # ``uses_labels``, which marks a loss that trains on labels and requires labelled data.
+  label_flag = {"metric_labels": True} if "metric_labels" in Method._fields else {}
+  views = tuple(views)
+  return Method(name="myow", views=views + views[2:3], init=init, loss=loss, update=update,
+                represent=represent, backbone=_common.submodule_backbone(net, _common.in_net),
+                **label_flag)
 
 
 def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
@@ -236,10 +298,16 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   base = _common.check_momentum(m.base_momentum, "myow.base_momentum")
   final = _common.check_momentum(m.final_momentum, "myow.final_momentum")
   knn_k = _config_int(m.knn_k, "myow.knn_k", low=1)
+  # A run's config.json written before the key existed (export and evaluate rebuild the method
+  # from it; the miner does not change the backbone) reads as the default.
+  exclude_self = m.get("exclude_self", False)
+  if not isinstance(exclude_self, bool):
+    raise ConfigError(f"myow.exclude_self={exclude_self!r} must be True or False")
   batch = int(config.input.batch_size)
-  if knn_k > batch - 1:
-    raise ConfigError(f"myow.knn_k={knn_k} must be <= input.batch_size - 1 = {batch - 1} (the "
-                      "pool is the rest of the batch); lower myow.knn_k")
+  if knn_k > batch - int(exclude_self):
+    pool = "the batch less the anchor" if exclude_self else "the batch"
+    raise ConfigError(f"myow.knn_k={knn_k} must be <= {batch - int(exclude_self)} (the pool is "
+                      f"{pool}, input.batch_size={batch}); lower myow.knn_k")
   if m.layout not in LAYOUTS:
     raise ConfigError(f"myow.layout={m.layout!r} must be one of {LAYOUTS}")
   warmup = _common.check_nonnegative(m.warmup_epochs, "myow.warmup_epochs")
@@ -262,4 +330,5 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
                _common.config_mlp(config, "projector_m"),
                _common.config_mlp(config, "predictor_m"),
                views=views, knn_k=knn_k, layout=m.layout, base_momentum=base,
-               final_momentum=final, schedule=schedule, total_steps=total_steps)
+               final_momentum=final, schedule=schedule, total_steps=total_steps,
+               exclude_self=exclude_self)

@@ -22,6 +22,9 @@ from ssljax.train import make_views
 
 BATCH = 16
 NAMES = methods.available()
+# Methods whose loss takes labels for its metrics only (``Method.metric_labels``); the loss test
+# below keeps this list in step with the methods.
+METRIC_LABEL_METHODS = ["myow"]
 
 
 def test_every_method_is_discovered():
@@ -45,7 +48,7 @@ def _setup(name, digits_dir):
     it = pipeline.make_train_iterator(data_cfg, global_batch_size=BATCH, seed=0)
     batch = {k: jnp.asarray(v) for k, v in next(it).items()}
     views = make_views(jax.random.key(1), batch, method.views)
-    if method.uses_labels:
+    if method.uses_labels or method.metric_labels:
       # Half the labels hidden (-1), as a semi-supervised run with input.label_fraction=0.5 sees.
       labels = np.where(np.arange(BATCH) % 2 == 0, batch["label"], -1).astype(np.int32)
       method = method._replace(loss=functools.partial(method.loss, labels=labels))
@@ -84,12 +87,32 @@ def test_loss_and_gradients_are_finite_and_state_gets_no_gradient(name, digits_d
       np.testing.assert_array_equal(g, 0.0)
 
   assert jax.tree.structure(new_state) == jax.tree.structure(state)
+  assert method.metric_labels == (name in METRIC_LABEL_METHODS)
   assert rep.shape[0] == BATCH and rep.ndim == 2
   assert all(np.isfinite(float(v)) for v in metrics.values())
   out = jax.jit(method.represent)(params, state, views[0])
   assert out["representation"].shape[0] == BATCH and out["embedding"].shape[0] == BATCH
   updated = jax.jit(method.update)(params, new_state, jnp.asarray(3))
   assert jax.tree.structure(updated) == jax.tree.structure(state)
+
+
+@pytest.mark.parametrize("name", METRIC_LABEL_METHODS)
+def test_metric_labels_do_not_reach_the_loss(name, digits_dir):
+  """A method that takes labels for its metrics only computes the same loss, gradients and state
+  with other labels (here all hidden, as on data without labels)."""
+  method, params, state, views, grad_fn = _setup(name, digits_dir)
+  assert method.metric_labels
+  bare = method.loss.func if isinstance(method.loss, functools.partial) else method.loss
+
+  def loss_of(params, state, views):
+    return bare(params, state, views, jax.random.key(2), labels=np.full((BATCH,), -1, np.int32))
+
+  hidden_fn = jax.jit(jax.value_and_grad(loss_of, argnums=(0, 1), has_aux=True, allow_int=True))
+  with jax.default_device(jax.devices()[0]):
+    (loss, (new_state, _, _)), grads = grad_fn(params, state, views)
+    (loss2, (new_state2, _, _)), grads2 = hidden_fn(params, state, views)
+  assert float(loss) == float(loss2)
+  jax.tree.map(np.testing.assert_array_equal, (grads, new_state), (grads2, new_state2))
 
 
 @pytest.mark.parametrize("name", NAMES)

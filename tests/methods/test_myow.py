@@ -10,6 +10,7 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections as mlc
 import numpy as np
 import optax
 import pytest
@@ -34,19 +35,26 @@ def _runlocal(**overrides):
   return _CACHE[key]
 
 
-def _grad_fn():
+def _grad_fn(**overrides):
   """One compiled ``value_and_grad`` (params and state) of the runlocal loss, shared by tests.
 
-  The mined weight is a traced entry of the state, so w = 0 and w = 1 run the same program.
+  ``(params, state, rng, labels, views=None)``: the mined weight is a traced entry of the state,
+  so w = 0 and w = 1 run the same program; ``labels`` (int32 [16], -1 hidden) feed the label
+  metric only; ``views`` default to the setup's four (independent noise).
   """
-  if "grad" not in _CACHE:
-    _, method, _, _, views = _runlocal()
+  key = ("grad",) + tuple(sorted(overrides.items()))
+  if key not in _CACHE:
+    _, method, _, _, default_views = _runlocal(**overrides)
 
-    def loss_of(params, state, rng):
-      return method.loss(params, state, views, rng)
+    def loss_of(params, state, rng, labels, views=default_views):
+      return method.loss(params, state, views, rng, labels=labels)
 
-    _CACHE["grad"] = jax.jit(jax.value_and_grad(loss_of, argnums=(0, 1), has_aux=True))
-  return _CACHE["grad"]
+    _CACHE[key] = jax.jit(jax.value_and_grad(loss_of, argnums=(0, 1), has_aux=True))
+  return _CACHE[key]
+
+
+# Labels of the 16 runlocal samples: 4 classes, two of them hidden (-1).
+LABELS = jnp.asarray([0, 1, 2, 3, 0, 1, 2, 3, 0, 1, -1, 3, 0, 1, 2, -1], jnp.int32)
 
 
 def _tree_allclose(a, b, **kw):
@@ -87,6 +95,42 @@ def test_miner_excludes_self_when_the_pool_is_the_batch():
   # Without the mask every anchor would mine itself (or its copy, an equal-distance tie).
   idx = myow.mine_views(y, y, jax.random.key(0), k=1)
   assert np.all(np.asarray(idx) % 5 == np.arange(10) % 5)
+
+
+def test_miner_without_exclusion_may_return_the_anchor_itself():
+  """exclude_self=False (the official miner): pool row i is anchor i's own image, seen by the
+  target network; k = 1 returns the argmax of cosine similarity over the whole pool, self
+  included (NumPy reference), which is mostly the anchor itself when the two views are close."""
+  rng = np.random.default_rng(4)
+  pool = rng.normal(size=(12, 6))
+  anchors = pool + rng.normal(size=pool.shape)  # A second, noisy view of each row.
+  an = anchors / np.linalg.norm(anchors, axis=1, keepdims=True)
+  pn = pool / np.linalg.norm(pool, axis=1, keepdims=True)
+  sim = an @ pn.T  # float64
+  ref = np.argmax(sim, axis=1)
+  assert np.sum(ref == np.arange(12)) == 8  # 8 of the 12 anchors are nearest to themselves.
+  idx = myow.mine_views(jnp.asarray(anchors, jnp.float32), jnp.asarray(pool, jnp.float32),
+                        jax.random.key(0), k=1)
+  np.testing.assert_array_equal(idx, ref)
+  # With the mask the same anchors get their nearest other row.
+  np.fill_diagonal(sim, -np.inf)
+  idx = myow.mine_views(jnp.asarray(anchors, jnp.float32), jnp.asarray(pool, jnp.float32),
+                        jax.random.key(0), k=1, exclude_self=True)
+  np.testing.assert_array_equal(idx, np.argmax(sim, axis=1))
+  assert not np.any(np.asarray(idx) == np.arange(12))
+
+
+def test_label_agreement_by_hand():
+  labels = jnp.asarray([0, 1, 1, 2, -1, 0], jnp.int32)
+  idx = jnp.asarray([5, 2, 0, 4, 1, 3], jnp.int32)
+  # Pairs (anchor label, mined label): (0, 0) agree, (1, 1) agree, (1, 0), (2, -1) not counted,
+  # (-1, 1) not counted, (0, 2): 2 of the 4 counted pairs agree.
+  assert float(myow.label_agreement(idx, labels)) == pytest.approx(0.5)
+  # A separate pool's labels, and nothing to count.
+  pool = jnp.asarray([3, 3, 1, 1, 0, 0], jnp.int32)  # Mined: 0, 1, 3, 0, 3, 1 -> (0,0) (1,1).
+  assert float(myow.label_agreement(idx, labels, pool)) == pytest.approx(2 / 5)
+  hidden = jnp.full((6,), -1, jnp.int32)
+  assert float(myow.label_agreement(idx, hidden)) == 0.0
 
 
 @pytest.mark.parametrize("exclude_self", [False, True])
@@ -194,7 +238,8 @@ def test_with_weight_zero_the_loss_is_byols_symmetric_loss_and_nothing_is_mined(
   def byol_loss(p):
     return byol.loss(p, byol_state, views[:2], jax.random.key(0))
 
-  (loss, (new_state, metrics, _)), (grads, _) = _grad_fn()(params, state0, jax.random.key(0))
+  (loss, (new_state, metrics, _)), (grads, _) = _grad_fn()(params, state0, jax.random.key(0),
+                                                                 LABELS)
   (ref, (ref_state, _, _)), ref_grads = jax.jit(
       jax.value_and_grad(byol_loss, has_aux=True))(byol_params)
   # The spec's L_aug halves each direction; ssljax's BYOL sums the two directions.
@@ -217,19 +262,28 @@ def _bn_apply(module, params, stats, x):
   return module.apply({"params": params, **stats}, x, train=True, mutable=["batch_stats"])[0]
 
 
-def test_loss_matches_the_formula_with_mining_on():
-  """w = 1, k = 1: L = L_aug / 2 + L_mine / 2 with the mined target built by hand."""
-  config, method, params, state, views = _runlocal()
+@pytest.mark.parametrize("exclude_self", [False, True])
+def test_loss_matches_the_formula_with_mining_on(exclude_self):
+  """w = 1, k = 1: L = L_aug / 2 + L_mine / 2 with the mined target built by hand, and the
+  miner's metrics (self fraction, label agreement) recomputed from the same neighbours."""
+  overrides = {} if not exclude_self else {"myow__exclude_self": True}
+  config, method, params, state, views = _runlocal(**overrides)
   assert float(state["myow_weight"]) == 1.0 and config.myow.knn_k == 1
-  (loss, (_, metrics, _)), _ = _grad_fn()(params, state, jax.random.key(5))
+  assert config.myow.exclude_self is exclude_self
+  # The pool's weak view: the anchors' images again, slightly changed (a second weak view), so
+  # that row i of the pool is anchor i's own image and often its nearest.
+  noise = np.random.default_rng(6).normal(size=views[2].shape).astype(np.float32)
+  views = [*views[:3], views[2] + 0.5 * noise]
+  (loss, (_, metrics, _)), _ = _grad_fn(**overrides)(params, state, jax.random.key(5), LABELS,
+                                                     views)
 
   net = _common.encoder_projector(config)  # Same modules as make() builds.
   proj_m = MLP(hidden_dims=(32,), out_dim=16)
   pred_m = MLP(hidden_dims=(32,), out_dim=16)
   t, tm = state["teacher"], state["teacher_m"]
-  x = views[2]
+  assert len(views) == 4  # view1, view2, the anchors' weak view, the pool's weak view.
 
-  def encode(p, s):
+  def encode(p, s, x):
     return net.apply({"params": p, **s}, x, train=True, mutable=["batch_stats"],
                      method=lambda m, x, train: m.encoder(x, train=train))[0]
 
@@ -237,12 +291,13 @@ def test_loss_matches_the_formula_with_mining_on():
     return net.apply({"params": p, **s}, h, train=True, mutable=["batch_stats"],
                      method=lambda m, h, train: m.head(h, train=train))[0]
 
-  y = np.asarray(encode(params["net"], state["net"]))  # Online encoder, weak view.
-  pool = np.asarray(encode(t["params"], t["state"]))  # Target encoder, weak view.
+  y = np.asarray(encode(params["net"], state["net"], views[2]))  # Online encoder, anchors.
+  pool = np.asarray(encode(t["params"], t["state"], views[3]))  # Target encoder, pool.
   yn = y / np.linalg.norm(y, axis=1, keepdims=True)
   pn = pool / np.linalg.norm(pool, axis=1, keepdims=True)
-  sim = yn @ pn.T
-  np.fill_diagonal(sim, -np.inf)  # The pool is the batch: never mine yourself.
+  sim = yn.astype(np.float64) @ pn.T.astype(np.float64)
+  if exclude_self:
+    np.fill_diagonal(sim, -np.inf)  # Row i of the pool is anchor i's own image.
   m = np.argmax(sim, axis=1)  # k = 1: the nearest neighbour, no randomness.
   q = _bn_apply(pred_m, params["predictor_m"], state["predictor_m"],
                 _bn_apply(proj_m, params["projector_m"], state["projector_m"],
@@ -254,11 +309,38 @@ def test_loss_matches_the_formula_with_mining_on():
   mined = np.mean(2 - 2 * np.sum(qn * tn, axis=1))
   np.testing.assert_allclose(float(metrics["mined_loss"]), mined, rtol=1e-4)
   np.testing.assert_allclose(float(loss), float(metrics["aug_loss"]) / 2 + mined / 2, rtol=1e-4)
+  np.testing.assert_allclose(float(metrics["mined_distance"]),
+                             np.mean(2 - 2 * sim[np.arange(16), m]), rtol=1e-4, atol=1e-6)
+  labels = np.asarray(LABELS)
+  counted = (labels >= 0) & (labels[m] >= 0)
+  np.testing.assert_allclose(float(metrics["mined_label_agreement"]),
+                             np.sum(counted & (labels[m] == labels)) / np.sum(counted), rtol=1e-6)
+  if exclude_self:
+    assert "mined_self_fraction" not in metrics
+  else:
+    own = np.mean(m == np.arange(16))
+    assert 0 < own < 1  # Some anchors mine themselves (the mask would change those), not all.
+    np.testing.assert_allclose(float(metrics["mined_self_fraction"]), own)
+
+
+def test_labels_reach_only_the_metric():
+  """The loss, its gradients and the new state are the same whatever the labels are."""
+  _, _, params, state, _ = _runlocal()
+  hidden = jnp.full_like(LABELS, -1)
+  (loss, (new_state, metrics, _)), grads = _grad_fn()(params, state, jax.random.key(3), LABELS)
+  (loss2, (new_state2, metrics2, _)), grads2 = _grad_fn()(params, state, jax.random.key(3), hidden)
+  assert float(loss) == float(loss2)
+  jax.tree.map(np.testing.assert_array_equal, (grads, new_state), (grads2, new_state2))
+  assert float(metrics2["mined_label_agreement"]) == 0.0  # Nothing to count.
+  # Without labels (a trainer that passes none) the metric is not reported.
+  _, method, _, _, views = _runlocal()
+  _, (_, metrics3, _) = jax.jit(method.loss)(params, state, views, jax.random.key(3))
+  assert "mined_label_agreement" not in metrics3 and "mined_self_fraction" in metrics3
 
 
 def test_no_gradient_reaches_the_targets_or_the_weight_and_the_mined_loss_trains_the_encoder():
   _, _, params, state, _ = _runlocal()
-  (_, (_, metrics, _)), (g_params, g_state) = _grad_fn()(params, state, jax.random.key(1))
+  (_, (_, metrics, _)), (g_params, g_state) = _grad_fn()(params, state, jax.random.key(1), LABELS)
   assert float(metrics["myow_weight"]) == 1.0
   for g in jax.tree.leaves(g_state):  # teacher, teacher_m, BN statistics, myow_weight.
     np.testing.assert_array_equal(g, 0.0)
@@ -266,7 +348,7 @@ def test_no_gradient_reaches_the_targets_or_the_weight_and_the_mined_loss_trains
     assert sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(g_params[key])) > 0
   # The mined loss reaches the encoder through the anchor's online representation.
   state0 = {**state, "myow_weight": jnp.zeros((), jnp.float32)}
-  _, (g0, _) = _grad_fn()(params, state0, jax.random.key(1))
+  _, (g0, _) = _grad_fn()(params, state0, jax.random.key(1), LABELS)
   # w = 1: g = g_aug / 2 + g_mine / 2 and w = 0: g0 = g_aug, so 2 g - g0 is the mined part.
   mined = jax.tree.map(lambda a, b: 2 * a - b, g_params["net"]["encoder"], g0["net"]["encoder"])
   size = sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(mined))
@@ -282,7 +364,7 @@ def test_parallel_layout_puts_the_second_projector_on_the_representation():
 
 
 @pytest.mark.parametrize("key,value,match", [
-    ("myow__knn_k", 16, "myow.knn_k"),
+    ("myow__knn_k", 17, "myow.knn_k"),  # The pool is the runlocal batch of 16.
     ("myow__knn_k", 0, "myow.knn_k"),
     ("myow__layout", "stacked", "myow.layout"),
     ("myow__rampup_epochs", 50.0, "myow.rampup_epochs"),
@@ -300,6 +382,25 @@ def test_bad_config_values_name_the_key(key, value, match):
     methods.make(config, total_steps=10, steps_per_epoch=5)
 
 
+def test_exclude_self_defaults_to_the_official_behaviour_and_bounds_k():
+  for arg in ("", "data=cifar10", "runlocal"):
+    assert exp.get_config(arg).myow.exclude_self is False
+  config = exp.get_config("runlocal")
+  assert config.input.batch_size == 16
+  config.myow.knn_k = 16  # The whole batch, self included.
+  method = methods.make(config, total_steps=10, steps_per_epoch=5)
+  assert len(method.views) == 4 and method.views[3] == method.views[2]
+  config.myow.exclude_self = True
+  with pytest.raises(ConfigError, match=r"myow.knn_k=16 must be <= 15"):
+    methods.make(config, total_steps=10, steps_per_epoch=5)
+  config.myow.knn_k = 15
+  methods.make(config, total_steps=10, steps_per_epoch=5)
+  # Not a bool (a hand-edited config.json; ConfigDict itself refuses to cast "yes" to a bool).
+  config.myow = mlc.ConfigDict({**config.myow.to_dict(), "exclude_self": "yes"})
+  with pytest.raises(ConfigError, match=r"myow.exclude_self='yes' must be True or False"):
+    methods.make(config, total_steps=10, steps_per_epoch=5)
+
+
 # ----------------------------------------------------------- tiny run: a Gaussian mixture
 
 
@@ -314,7 +415,7 @@ def test_mined_neighbours_share_the_cluster_on_a_gaussian_mixture():
                       MLP(hidden_dims=(32,), out_dim=8), views=(), knn_k=3, layout="cascaded",
                       base_momentum=0.99, final_momentum=1.0, total_steps=steps,
                       schedule=dict(warmup_epochs=0.0, rampup_epochs=0.0, max_weight=1.0,
-                                    steps_per_epoch=10))
+                                    steps_per_epoch=10), exclude_self=True)
 
   def sample(key, n):
     k_lab, k_pt = jax.random.split(key)
@@ -329,12 +430,12 @@ def test_mined_neighbours_share_the_cluster_on_a_gaussian_mixture():
   def step(params, opt, state, i):
     key = jax.random.fold_in(jax.random.key(1), i)
     k_x, k1, k2, k_loss = jax.random.split(key, 4)
-    x, _ = sample(k_x, batch)
-    # Strong views: Gaussian jitter; weak (mining) view: the point itself.
+    x, labels = sample(k_x, batch)
+    # Strong views: Gaussian jitter; weak (mining) views of anchors and pool: the point itself.
     views = [x + 0.5 * jax.random.normal(k1, x.shape), x + 0.5 * jax.random.normal(k2, x.shape),
-             x]
+             x, x]
     (loss, (state, metrics, _)), grads = jax.value_and_grad(method.loss, has_aux=True)(
-        params, state, views, k_loss)
+        params, state, views, k_loss, labels=labels)
     updates, opt = tx.update(grads, opt, params)
     params = optax.apply_updates(params, updates)
     return params, opt, method.update(params, state, i), metrics
@@ -342,6 +443,7 @@ def test_mined_neighbours_share_the_cluster_on_a_gaussian_mixture():
   for i in range(steps):
     params, opt, state, metrics = step(params, opt, state, jnp.asarray(i))
   assert np.isfinite(float(metrics["mined_loss"]))
+  assert float(metrics["mined_label_agreement"]) > 0.9  # The last training batch's pairs.
 
   # Mine as the loss does (online anchors, target pool, self excluded) on a fresh batch.
   x, labels = sample(jax.random.key(99), 512)
