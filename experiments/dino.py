@@ -61,7 +61,7 @@ def get_config(arg=None) -> mlc.ConfigDict:
   size = common.set_data(c, arg.data)
   c.dino = mlc.ConfigDict(dict(
       hidden_dims=(2048, 2048), bottleneck_dim=256, num_prototypes=65536, use_bn=False,
-      head_init="trunc_normal",
+      head_init="trunc_normal", head_input_bn=False,
       student_temp=0.1, teacher_temp=0.07, warmup_teacher_temp=0.04,
       warmup_teacher_temp_epochs=30, center_momentum=0.9, base_momentum=0.996,
       final_momentum=1.0))

@@ -54,7 +54,8 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
   encoder, _ = _common.make_backbone(config)
   head = DINOHead(hidden_dims=tuple(d.hidden_dims), bottleneck_dim=int(d.bottleneck_dim),
                   num_prototypes=int(d.num_prototypes), use_bn=bool(d.use_bn),
-                  dense_init=_head_init(d), cpu_kernels=_common.cpu_kernels(config))
+                  dense_init=_head_init(d), input_bn=bool(d.get("head_input_bn", False)),
+                  cpu_kernels=_common.cpu_kernels(config))
   net = EncoderHead(encoder=encoder, head=head)
   student_temp = _common.check_positive(d.student_temp, "dino.student_temp")
   temp_kw = dict(start=_common.check_positive(d.warmup_teacher_temp, "dino.warmup_teacher_temp"),
