@@ -58,7 +58,9 @@ KNN_MARGIN = 0.05
 # the mark must go) until the issue "Image methods users can trust ..." fixes them.
 KNOWN_FAILURES = {
     "dino": "DINO's head falls into the uniform collapse on digits (teacher entropy -> log K); "
-            "kNN +2.7 points over its init after 200 steps",
+            "kNN +2.7 points over its init after 200 steps. Its two head fixes (dino.head_init="
+            "fan_in, dino.head_input_bn) learn with identical views but not with the digits "
+            "augmentations; see experiments/dino.py",
     "myow": "MYOW's mined-view term pulls unrelated digits together once mining starts; "
             "kNN +2.0 points over its init after 200 steps",
     "byol": "BYOL does not beat its own initialisation on digits (kNN -0.8 points after 200 "
