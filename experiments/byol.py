@@ -7,8 +7,12 @@ Variants (the argument after the colon; combine with commas):
     python main.py --config=experiments/byol.py --workdir=/tmp/byol
 
   Width-8 ResNet-18 (CIFAR stem) on the shipped 8x8 digits at 16 px, 80 epochs of batch 256,
-  projector 512 -> 128, predictor 512 -> 128, EMA momentum 0.99 -> 1. No published number exists
-  for this data; the README's comparison table has what it reaches.
+  projector 512 -> 128, predictor 512 -> 128, EMA momentum 0.99 -> 1, SGD (momentum 0.9) lr 0.5
+  with the predictor at a constant LR (as SimSiam's digits recipe). Reaches 94.7% linear / 90.2%
+  kNN (k=20) top-1, RankMe 21.0, in 2m38s (one seed, 2-core CPU, 1 device; SimCLR's default:
+  96.7% / 94.2%, README). No published number exists for this data. The predictor's constant LR
+  is what makes BYOL learn here: with it decayed with the rest (the earlier LARS lr 1.0 recipe)
+  the default reached 77.3% / 61.8%, below the untrained network's kNN.
 
 * ``data=cifar10`` (or ``data=cifar100``) — solo-learn's CIFAR recipe::
 
@@ -36,6 +40,8 @@ import ml_collections as mlc
 
 from experiments import common
 
+PREDICTOR = "method/predictor/"  # Parameters that keep a constant LR in the digits recipe.
+
 
 def get_config(arg=None) -> mlc.ConfigDict:
   """Returns the BYOL config for the variant in ``arg`` (see the module docstring)."""
@@ -50,7 +56,16 @@ def get_config(arg=None) -> mlc.ConfigDict:
     common.two_views(c, size, **asym)
     c.projector = common.mlp((512,), 128)
     c.predictor = common.mlp((512,), 128)
-    c.optim = common.lars(lr=1.0, weight_decay=1e-5, warmup_epochs=5.0)
+    # A constant predictor LR (SimSiam's section 4.4; BYOL's section 3.2 argues the predictor must
+    # stay near-optimal for the moving target): with the predictor's LR decayed like the rest, the
+    # learning test's run (resnet_tiny, 200 steps) went 82.4% -> 81.1% kNN with LARS lr 1.0 and
+    # 82.4% -> 84.9% at lr 0.4; with it constant, 90.0% (lr 1.0) and 93.3% (lr 0.4). SGD lr 0.5
+    # (SimSiam's digits optimiser) instead of LARS: the full default reached 94.7% linear / 90.2%
+    # kNN against LARS lr 0.4's 91.6% / 83.8% (one seed each; LARS lr 1.0: 77.3% / 61.8%, README).
+    # EMA momentum 0.9 (82.4% -> 62.7%) or 0.996 (93.1% / 84.7% with LARS 0.4) and wd 1e-4 did not
+    # help; 0.99 and 1e-5 stay.
+    c.optim = common.sgd(lr=0.5, weight_decay=1e-5, warmup_epochs=5.0,
+                         constant_lr_params=PREDICTOR)
   elif arg.data in ("cifar10", "cifar100"):
     common.two_views(c, size, **asym)
     c.projector = common.mlp((4096,), 256)
