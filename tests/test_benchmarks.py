@@ -138,3 +138,99 @@ def test_report_flop_source_and_saved_log(tmp_path):
   with pytest.raises(SystemExit, match="has no SSLJAX_GPU_JSON line"):
     (tmp_path / "empty.log").write_text("nothing\n")
     gpu.report_from_log(str(tmp_path / "empty.log"))
+
+
+# benchmarks/peer_lightly.py: the settings both libraries get, and its one-line errors. The lightly
+# side (torch) is never imported here; the script reads it from the peer interpreter only.
+
+
+@pytest.mark.parametrize("method,solarize", [("simclr", (0.0, 0.0)), ("byol", (0.0, 0.2)),
+                                             ("barlow", (0.0, 0.2))])
+def test_peer_lightly_configs_share_the_settings(method, solarize):
+  sys.path.insert(0, ROOT)
+  from benchmarks import peer_lightly
+
+  c = peer_lightly.ssljax_config(method, width=16, batch=128, epochs=3, lr=0.06, wd=5e-4,
+                                 subset=2000)
+  assert c.method == method and c.input.data.name == "fashion_mnist_local"
+  assert c.input.data.train_split == "train[:2000]" and c.input.data.eval_split == "test"
+  assert dict(c.encoder) == dict(name="resnet18", stem="cifar", width=16,
+                                 zero_init_residual=False, init_from="")
+  assert c.input.batch_size == 128 and c.total_epochs == 3.0 and c.total_steps == -1
+  assert (c.optim.name, c.optim.lr, c.optim.momentum, c.optim.weight_decay) == (
+      "sgd", 0.06, 0.9, 5e-4)
+  assert c.optim.warmup_epochs == 0.0 and c.optim.min_lr_ratio == 0.0
+  assert c.input.image_size == 28 and sorted(c.input.views) == ["view1", "view2"]
+  for view, solar in zip((c.input.views.view1, c.input.views.view2), solarize, strict=True):
+    assert view.size == 28 and tuple(view.crop_scale) == (0.2, 1.0) and view.flip_prob == 0.5
+    assert view.blur_prob == 0.0 and view.solarize_prob == solar
+    assert tuple(view.mean) == tuple(c.input.mean) != (0.485, 0.456, 0.406)
+  s = peer_lightly.lightly_settings(method, c, subset=2000, workers=1, threads=2)
+  # 2000 // 128 = 15 whole batches per epoch (ssljax drops the remainder), 3 epochs.
+  assert s["steps_per_epoch"] == 15 and s["optim"]["total_steps"] == 45
+  assert s["encoder"] == {"name": "resnet18", "stem": "cifar", "width": 16,
+                          "zero_init_residual": False}
+  assert s["batch_size"] == 128 and s["optim"]["lr"] == 0.06
+  assert s["optim"]["weight_decay"] == 5e-4 and s["optim"]["warmup_steps"] == 0
+  assert [v["solarize_prob"] for v in s["views"]] == list(solarize)
+  assert s["projector"]["hidden_dims"] == list(c.projector.hidden_dims)
+  assert json.loads(json.dumps(s)) == s
+
+
+def test_peer_lightly_dry_run_needs_no_peer():
+  proc = _script("peer_lightly.py", "--dry-run", "--width=8", "--epochs=2", "--batch=64",
+                 "--train-subset=640")
+  assert proc.returncode == 0, proc.stderr
+  records = [json.loads(line) for line in proc.stdout.splitlines()]
+  assert [(r["library"], r["method"]) for r in records] == [
+      (lib, m) for m in ("simclr", "byol", "barlow") for lib in ("ssljax", "lightly")]
+  for ours, peer in zip(records[::2], records[1::2], strict=True):
+    c, s = ours["config"], peer["settings"]
+    assert c["encoder"]["width"] == s["encoder"]["width"] == 8
+    assert c["input"]["batch_size"] == s["batch_size"] == 64
+    # lightly's CIFAR-10 rule, 0.06 x batch / 128, on both sides.
+    assert c["optim"]["lr"] == s["optim"]["lr"] == pytest.approx(0.03)
+    assert s["optim"]["total_steps"] == 2 * (640 // 64)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--peer-python=/nonexistent/bin/python"], "--peer-python='/nonexistent/bin/python'"),
+    (["--methods=simclr,dino"], "--methods: ['dino']"),
+    (["--train-subset=100"], "--train-subset=100 is below --batch=256"),
+])
+def test_peer_lightly_bad_arguments(args, needle, capsys):
+  sys.path.insert(0, ROOT)
+  from benchmarks import peer_lightly
+
+  assert peer_lightly.main(args) == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and needle in err
+
+
+def test_peer_lightly_missing_fashion_mnist(tmp_path, capsys):
+  sys.path.insert(0, ROOT)
+  from benchmarks import peer_lightly
+
+  assert peer_lightly.main([f"--idx-dir={tmp_path}"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1
+  assert str(tmp_path) in err and "apt-get install dataset-fashion-mnist" in err
+
+
+def test_peer_lightly_table_ratios():
+  sys.path.insert(0, ROOT)
+  from benchmarks import peer_lightly
+
+  def run(lib, wall, loop):
+    return {"library": lib, "wall_s": wall, "train_loop_s": loop, "step_s": loop / 10,
+            "knn_top1": 0.8, "compile_s": 5.0}
+
+  runs = {("byol", "ssljax"): [run("ssljax", 10.0, 4.0), run("ssljax", 30.0, 8.0),
+                               run("ssljax", 20.0, 6.0)],
+          ("byol", "lightly"): [run("lightly", 50.0, 30.0), run("lightly", 40.0, 24.0),
+                                run("lightly", 60.0, 36.0)]}
+  rows = [line for line in peer_lightly.table(["byol"], runs).splitlines()
+          if line.startswith("| byol")]
+  # Medians: ssljax 20 s wall / 6 s loop, lightly 50 s / 30 s: ratios 2.50x and 5.00x.
+  assert rows[0].startswith("| byol | ssljax | 3 | 20.0 | 6.0 |")
+  assert rows[1].endswith("| 2.50x | 5.00x |")
