@@ -102,6 +102,21 @@ def _check_views(c, names, expected):
       assert tuple(got.blur_sigma) == pytest.approx(_SOLO_BLUR_SIGMA)
 
 
+def _check_optim_and_heads(c, ref) -> None:
+  """The reference's optimiser fields, projector / predictor shapes and other heads' fields."""
+  for key, value in ref["optim"].items():
+    got = c.optim[key]
+    assert got == value if isinstance(value, str) else got == pytest.approx(value), (
+        f"optim.{key}: {got} != {value}")
+  if "projector" in ref:
+    _check_head(c.projector, ref["projector"], "projector")
+  if "predictor" in ref:
+    _check_head(c.predictor, ref["predictor"], "predictor")
+  for head, fields in ref.get("heads", {}).items():
+    for key, value in fields.items():
+      assert c[head][key] == value, f"{head}.{key}"
+
+
 def _check_head(head, want, where):
   hidden, out = want
   assert tuple(head.hidden_dims) == hidden, where
@@ -121,16 +136,7 @@ def test_cifar_recipe_matches_solo_learn_yaml(name, data):
   assert c.optim.warmup_epochs == 10.0
   assert c.optim.min_lr_ratio == 0.0
   assert c.optim.lr_scaling == "none"
-  for key, value in ref["optim"].items():
-    assert c.optim[key] == pytest.approx(value) if not isinstance(value, str) else (
-        c.optim[key] == value), f"optim.{key}: {c.optim[key]} != {value}"
-  if "projector" in ref:
-    _check_head(c.projector, ref["projector"], "projector")
-  if "predictor" in ref:
-    _check_head(c.predictor, ref["predictor"], "predictor")
-  for head, fields in ref.get("heads", {}).items():
-    for key, value in fields.items():
-      assert c[head][key] == value, f"{head}.{key}"
+  _check_optim_and_heads(c, ref)
   _check_views(c, ref.get("view_names", ("view1", "view2")), ref["views"])
   for key, value in ref.get("method", {}).items():
     got = c[name][key]
@@ -262,17 +268,7 @@ def test_imagenet_recipe_matches_the_paper(name):
   c = ref["module"].get_config("data=imagenet2012")
   assert c.input.batch_size == ref["batch"]
   assert c.total_epochs == ref["epochs"]
-  for key, value in ref["optim"].items():
-    got = c.optim[key]
-    assert got == value if isinstance(value, str) else got == pytest.approx(value), (
-        f"optim.{key}: {got} != {value}")
-  if "projector" in ref:
-    _check_head(c.projector, ref["projector"], "projector")
-  if "predictor" in ref:
-    _check_head(c.predictor, ref["predictor"], "predictor")
-  for head, fields in ref.get("heads", {}).items():
-    for key, value in fields.items():
-      assert c[head][key] == value, f"{head}.{key}"
+  _check_optim_and_heads(c, ref)
   for name_, want in zip(ref.get("view_names", ("view1", "view2")), ref["views"], strict=True):
     got = c.input.views[name_]
     assert int(got.size) == 224
