@@ -427,28 +427,35 @@ def runlocal(c: mlc.ConfigDict) -> mlc.ConfigDict:
 # ------------------------------------------------------------------ data-set settings shared
 # by every method's experiment file: sizes, normalisation, run length, encoder, evaluation.
 
-METHOD_DATASETS = ("digits", "cifar10", "cifar100", "imagenet2012")
 # Real 28x28 grayscale sets prepared offline (ssljax.data.mnist5k, ssljax.data.fashion_mnist).
-# Not in METHOD_DATASETS until every method has a recipe branch for them (the digits branches
-# hold 16 px settings such as DINO's and MAE's ViT patch size); check_data says so.
 GRAY28_DATASETS = ("mnist5k", "fashion_mnist_local")
+# The offline sets: each method's small-data recipe (width-8 ResNet-18, batch 256, its digits
+# optimiser and heads) trains on them; set_data gives the size, normalisation and run length.
+SMALL_DATASETS = ("digits",) + GRAY28_DATASETS
+METHOD_DATASETS = SMALL_DATASETS + ("cifar10", "cifar100", "imagenet2012")
 # Tiny 8x8 glyphs: milder crops than ImageNet's (0.08, 1), no hue/saturation (grey images), no
 # flips (digits are not mirror-symmetric).
 DIGITS_VIEW = dict(crop_scale=(0.4, 1.0), saturation=0.0, hue=0.0, flip_prob=0.0)
-# The 28x28 sets (untuned defaults): grey, so no hue/saturation; MNIST's digits as the digits
-# (no flips, crops of at least 40%); clothing is left-right symmetric, so Fashion-MNIST flips and
-# crops down to 20% (CIFAR's usual lower bound at this resolution).
+# The 28x28 sets: grey, so no hue/saturation; MNIST's digits as the digits (no flips, crops of at
+# least 40%); clothing is left-right symmetric, so Fashion-MNIST flips and crops down to 20%
+# (CIFAR's usual lower bound at this resolution).
 GRAY28_VIEWS = {
     "mnist5k": DIGITS_VIEW,
     "fashion_mnist_local": dict(crop_scale=(0.2, 1.0), saturation=0.0, hue=0.0, flip_prob=0.5),
 }
 
 
+def small(data: str) -> bool:
+  """True for the offline sets that take a method's small-data (digits) recipe."""
+  return data in SMALL_DATASETS
+
+
+def small_view(data: str) -> dict:
+  """The base view fields of an offline set (crops, flips, no colour on grey images)."""
+  return dict(GRAY28_VIEWS.get(data, DIGITS_VIEW))
+
+
 def check_data(arg, choices=METHOD_DATASETS) -> None:
-  if arg.data in GRAY28_DATASETS and arg.data not in choices:
-    raise ConfigError(f"config argument data={arg.data!r}: this method has no recipe for the "
-                      "28x28 sets yet; train the digits recipe on it with "
-                      f"--config.input.data.name={arg.data} (its views resize to 16 px)")
   if arg.data not in choices:
     raise ConfigError(f"config argument data={arg.data!r} is unknown; choose from {choices} "
                       "(your own images: --config.input.data.name=folder or npz)")
@@ -461,22 +468,23 @@ def set_data(c: mlc.ConfigDict, data: str) -> int:
   ``cifar100``: solo-learn's setting (ResNet-18 CIFAR stem, 32 px, batch 256, 1000 epochs).
   ``imagenet2012``: ResNet-50, 224 px, batch 4096 for 1000 epochs (methods adjust).
   ``mnist5k`` / ``fashion_mnist_local`` (real 28x28 grayscale, offline): the digits' width-8
-  ResNet-18 at 28 px, batch 256; run lengths are untuned placeholders (100 epochs of MNIST-5k's
-  4,000 train images, 20 of Fashion-MNIST's 60,000). The methods' recipe branches that test
-  ``data == 'digits'`` do not cover them yet: they take each method's last (ImageNet) branch.
+  ResNet-18 at 28 px, batch 256, for about as many steps as the digits demo's 449 (30 epochs of
+  MNIST-5k's 4,000 train images: 468 steps; 2 epochs of Fashion-MNIST's 60,000: 468 steps), a few
+  minutes per method on 2 CPU cores; each method's small-data branch (``small(data)``) sets the
+  rest, and :func:`fit_demo_epochs` rescales its epoch-valued settings to these run lengths.
   """
   c.input.data.name = data
   if data in GRAY28_DATASETS:
     size = 28
     fashion = data == "fashion_mnist_local"
-    c.total_epochs = 20.0 if fashion else 100.0
-    c.log_every_steps, c.checkpoint_every_steps = (50, 1000) if fashion else (20, 200)
+    c.total_epochs = 2.0 if fashion else 30.0
+    c.log_every_steps, c.checkpoint_every_steps = 20, 200
     c.input.batch_size = 256
     c.input.mean, c.input.std = ((FASHION_MNIST_MEAN, FASHION_MNIST_STD) if fashion
                                  else (MNIST_MEAN, MNIST_STD))
     c.encoder = encoder(dict(name="resnet18", stem="cifar", width=8,
                              zero_init_residual=False))
-    c.eval.rankme_every_steps = 500 if fashion else 100
+    c.eval.rankme_every_steps = 100
   elif data == "digits":
     size = 16
     c.total_epochs, c.log_every_steps, c.checkpoint_every_steps = 80.0, 20, 200
@@ -514,10 +522,30 @@ def set_data(c: mlc.ConfigDict, data: str) -> int:
   return size
 
 
+DIGITS_EPOCHS = 80.0  # The digits demo's run length, which the small-data branches' epochs assume.
+
+
+def fit_demo_epochs(c: mlc.ConfigDict) -> None:
+  """On the 28x28 sets, rescales the small-data branch's epoch-valued settings (``*_epochs`` in
+  ``optim`` and the method's section: warm-ups, ramps, freezes) from the digits demo's 80 epochs
+  to this run's ``total_epochs``, so a 5-epoch warm-up stays 1/16 of the run (integer fields are
+  rounded to whole epochs). The evaluation's
+  ``linear_epochs`` are not training epochs and stay. No-op on other data."""
+  if c.input.data.name not in GRAY28_DATASETS:
+    return
+  factor = c.total_epochs / DIGITS_EPOCHS
+  for section in (c.optim, c.get(c.method)):
+    for key in list(section.keys() if section is not None else ()):
+      value = section[key]
+      if key.endswith("_epochs") and isinstance(value, (int, float)):
+        # Integer fields count whole epochs (DINO's per-epoch teacher-temperature warm-up).
+        section[key] = round(value * factor) if isinstance(value, int) else value * factor
+
+
 def two_views(c: mlc.ConfigDict, size: int, *, view1=None, view2=None, **shared) -> None:
   """Sets ``input.views.view1/view2`` for ``c``'s data set (digits gets DIGITS_VIEW, the 28x28
   grey sets GRAY28_VIEWS)."""
-  base = dict({"digits": DIGITS_VIEW, **GRAY28_VIEWS}.get(c.input.data.name, {}))
+  base = small_view(c.input.data.name) if small(c.input.data.name) else {}
   base.update(shared)
   c.input.views = mlc.ConfigDict(dict(
       view1=view(size, mean=c.input.mean, std=c.input.std, **{**base, **(view1 or {})}),

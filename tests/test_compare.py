@@ -42,6 +42,34 @@ def test_variants_get_their_own_folder_and_classifier_accuracy_its_column(tmp_pa
   assert "| barlow:data=digits | 90.0% | 75.0% | 12.3 | 50.0% | 1m05s |" in out
 
 
+def test_image_sets_get_one_table_each_from_the_methods_data_recipes(tmp_path, capsys,
+                                                                     monkeypatch):
+  # --data=<image set>: each method's data=<set> recipe, in <workdir>/<set>/<method>.
+  built = []
+  real = compare.train_or_reuse
+
+  def reuse_only(label, workdir, build_config, **kw):
+    built.append((build_config().input.data.name, build_config().input.image_size))
+    return real(label, workdir, build_config, **kw)
+
+  monkeypatch.setattr(compare, "train_or_reuse", reuse_only)
+  for data, top1 in (("mnist5k", 0.9), ("fashion_mnist_local", 0.7)):
+    for method in ("simclr", "byol"):
+      (tmp_path / data / method).mkdir(parents=True)
+      (tmp_path / data / method / "results.json").write_text(json.dumps(
+          {"linear_top1": top1, "knn_top1": 0.5, "rankme": 3.0, "wall_time_s": 61}))
+  assert compare.main(["--methods=simclr,byol", "--data=mnist5k,fashion_mnist_local",
+                       f"--workdir={tmp_path}"]) == 0
+  assert built == [("mnist5k", 28)] * 2 + [("fashion_mnist_local", 28)] * 2
+  assert "| byol | 90.0% | 50.0% | 3.0 | 1m01s |" in (tmp_path / "compare_mnist5k.md").read_text()
+  assert "| simclr | 70.0% |" in (tmp_path / "compare_fashion_mnist_local.md").read_text()
+  capsys.readouterr()
+  assert compare.main(["--methods=simclr", "--data=mnist5k,ucr:GunPoint",
+                       f"--workdir={tmp_path}"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "ucr:GunPoint" in err[0] and "fashion_mnist_local" in err[0]
+
+
 def test_recommenders_get_the_ranking_columns(tmp_path, capsys):
   for name, ndcg in (("bpr", 0.1343), ("lightgcn", 0.1551)):
     (tmp_path / name).mkdir()

@@ -114,6 +114,27 @@ def test_classic_variants_build(name, data):
     assert target in doc
 
 
+@pytest.mark.parametrize("name", CLASSICS + ("barlow", "myow"))
+def test_28_px_sets_take_the_small_data_recipe_scaled_to_their_run(name):
+  # Issue 18: MNIST-5k and Fashion-MNIST train each method's digits recipe (same optimiser, LR
+  # and heads) at 28 px, with its epoch-valued settings rescaled so a warm-up stays the same
+  # fraction of the (shorter or longer) run.
+  module = importlib.import_module(f"experiments.{name}")
+  digits = module.get_config("data=digits")
+  for data in common.GRAY28_DATASETS:
+    c = module.get_config(f"data={data}")
+    assert (c.input.data.name, c.input.image_size) == (data, 28)
+    assert (c.optim.name, c.optim.lr, c.encoder.name) == (
+        digits.optim.name, digits.optim.lr, digits.encoder.name)
+    assert c.optim.warmup_epochs / c.total_epochs == pytest.approx(
+        digits.optim.warmup_epochs / digits.total_epochs)
+    assert c.eval.linear_epochs == digits.eval.linear_epochs  # Not a training length.
+    sizes = [v.size for v in methods.make(c, total_steps=1000, steps_per_epoch=10).views]
+    assert max(sizes) == 28 and all(s >= 14 for s in sizes), sizes
+    flips = {v.flip_prob for k, v in c.input.views.items() if k != "mine"}
+    assert flips == ({0.5} if data == "fashion_mnist_local" else {0.0}), flips
+
+
 def test_dino_imagenet_is_multi_crop_vit():
   c = importlib.import_module("experiments.dino").get_config("data=imagenet2012")
   method = methods.make(c, total_steps=1000, steps_per_epoch=10)

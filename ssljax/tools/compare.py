@@ -24,6 +24,12 @@ and, on regression targets, R² columns::
     python -m ssljax.tools.compare --workdir=/tmp/tables \
         --methods=scarf:data=sklearn:wine,t_jepa:data=sklearn:wine
 
+Image sets: ``--data`` runs each method's recipe for each named set (``data=<set>``) in
+``<workdir>/<set>/<method>`` and writes one table per set (``compare_<set>.md``)::
+
+    python -m ssljax.compare --methods=simclr,byol,barlow --data=mnist5k,fashion_mnist_local \
+        --workdir=/tmp/gray28
+
 Time series: ``--data`` lists data sets (UCR/UEA names) and ``--seeds`` the seeds; each method
 then runs on each set with each seed, and the table has one row per data set: each method's SVM
 top-1 (the protocol of ``ssljax.evals.svm``) as the mean and spread over the seeds, the raw-series
@@ -182,8 +188,9 @@ def main(argv=None) -> int:
   parser.add_argument("--workdir", required=True, help="folder for one sub-folder per method")
   parser.add_argument("--rerun", action="store_true", help="retrain methods that have results")
   parser.add_argument("--data", default="",
-                      help="time series: comma-separated data sets (ucr:<Name>, uea:<Name>); "
-                      "each method runs on each (one row per data set)")
+                      help="comma-separated data sets: image sets (e.g. mnist5k, "
+                      "fashion_mnist_local: each method's data=<set> recipe, one table per set), "
+                      "time series (ucr:<Name>, uea:<Name>: one row per set) or interaction sets")
   parser.add_argument("--seeds", default="0",
                       help="with --data: comma-separated seeds (mean and spread over them)")
   args = parser.parse_args(argv)
@@ -204,6 +211,8 @@ def main(argv=None) -> int:
     first = args.data.split(",")[0].partition("=")[0].strip()
     if interactions.is_interactions(first):
       return rec_compare(chosen, args)
+    if first in IMAGE_SETS:
+      return image_compare(chosen, args)
     return series_compare(chosen, args)
   rows = []
   start = time.perf_counter()
@@ -216,6 +225,39 @@ def main(argv=None) -> int:
       rows.append({"method": method, "error": str(e)})
   return write_report(args.workdir, "compare", table(rows), rows, rows=rows, what="methods",
                       start=start)
+
+
+# Image data sets every classic image method has a recipe for (``experiments/common.py``'s
+# METHOD_DATASETS; kept literal so that importing this module does not import the experiments).
+IMAGE_SETS = ("digits", "mnist5k", "fashion_mnist_local", "cifar10", "cifar100", "imagenet2012")
+
+
+def image_compare(chosen: list[str], args) -> int:
+  """``--data`` naming image sets: every method's ``data=<set>`` recipe; one table per set, in
+  ``<workdir>/<set>/<method>`` and ``<workdir>/compare_<set>.md``."""
+  names = [d.strip() for d in args.data.split(",") if d.strip()]
+  unknown = [n for n in names if n not in IMAGE_SETS]
+  if unknown:
+    print(f"error: --data={args.data!r}: {unknown} are not image sets; choose from {IMAGE_SETS} "
+          "(one kind of data per command)", file=sys.stderr)
+    return 2
+  code = 0
+  for name in names:
+    start = time.perf_counter()
+    rows = []
+    for entry in chosen:
+      method, variant = _split_entry(entry)
+      arg = ",".join(a for a in (f"data={name}", variant, args.config_arg) if a)
+      try:
+        rows.append(run_one(f"{method}:{arg}", "", os.path.join(args.workdir, name,
+                                                                  _folder(entry)),
+                            rerun=args.rerun) | {"method": entry})
+      except UserError as e:
+        print(f"[{entry} on {name}] error: {e}", file=sys.stderr, flush=True)
+        rows.append({"method": entry, "error": str(e)})
+    code = max(code, write_report(args.workdir, f"compare_{name}", table(rows), rows, rows=rows,
+                                  what=f"methods on {name}", start=start))
+  return code
 
 
 def _safe(text: str) -> str:

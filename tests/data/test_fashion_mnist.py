@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from experiments import simclr
+from ssljax import train
 from ssljax.data import fashion_mnist, idx, sources
-from ssljax.errors import ConfigError, DataError
+from ssljax.errors import DataError
 
 _TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int16): 0x0B, np.dtype(np.float32): 0x0D}
 
@@ -151,10 +152,14 @@ def test_bad_file_in_the_folder_fails_before_tfds_with_its_name(tmp_path):
   assert str(labels) in str(e.value)
 
 
-def test_method_recipes_say_they_have_no_28_px_branch_yet():
-  # The methods' recipes branch on digits / CIFAR / ImageNet; until a 28 px branch exists the
-  # experiment says how to train the digits recipe on this set instead (issue 18).
-  with pytest.raises(ConfigError, match="no recipe for the 28x28 sets yet.*"
-                                        "--config.input.data.name=fashion_mnist_local"):
-    simclr.get_config("data=fashion_mnist_local,runlocal")
-
+def test_simclr_28_px_recipe_trains_on_a_tiny_idx_set(tmp_path):
+  # The methods' small-data branch covers the 28x28 sets (issue 18): SimCLR's runlocal variant
+  # trains on a tiny IDX folder and evaluates at 28 px with Fashion-MNIST's flips.
+  write_set(tmp_path / "idx", num_train=48, num_test=20)
+  c = simclr.get_config("data=fashion_mnist_local,runlocal")
+  assert c.input.image_size == 28 and c.input.views.view1.flip_prob == 0.5
+  c.input.data.path = str(tmp_path / "idx")
+  c.input.data.data_dir = str(tmp_path / "tfds")
+  results = train.train_and_evaluate(c, str(tmp_path / "run"))
+  assert results["step"] == c.total_steps
+  assert 0.0 <= results["knn_top1"] <= 1.0 and np.isfinite(results["rankme"])

