@@ -469,7 +469,7 @@ def set_data(c: mlc.ConfigDict, data: str) -> int:
   ``imagenet2012``: ResNet-50, 224 px, batch 4096 for 1000 epochs (methods adjust).
   ``mnist5k`` / ``fashion_mnist_local`` (real 28x28 grayscale, offline): the digits' width-8
   ResNet-18 at 28 px, batch 256, for about as many steps as the digits demo's 449 (30 epochs of
-  MNIST-5k's 4,000 train images: 468 steps; 2 epochs of Fashion-MNIST's 60,000: 468 steps), a few
+  MNIST-5k's 4,000 train images: 450 steps; 2 epochs of Fashion-MNIST's 60,000: 468 steps), a few
   minutes per method on 2 CPU cores; each method's small-data branch (``small(data)``) sets the
   rest, and :func:`fit_demo_epochs` rescales its epoch-valued settings to these run lengths.
   """
@@ -529,8 +529,8 @@ def fit_demo_epochs(c: mlc.ConfigDict) -> None:
   """On the 28x28 sets, rescales the small-data branch's epoch-valued settings (``*_epochs`` in
   ``optim`` and the method's section: warm-ups, ramps, freezes) from the digits demo's 80 epochs
   to this run's ``total_epochs``, so a 5-epoch warm-up stays 1/16 of the run (integer fields are
-  rounded to whole epochs). The evaluation's
-  ``linear_epochs`` are not training epochs and stay. No-op on other data."""
+  rounded to whole epochs). The evaluation's ``linear_epochs`` are not training epochs and stay.
+  No-op on other data."""
   if c.input.data.name not in GRAY28_DATASETS:
     return
   factor = c.total_epochs / DIGITS_EPOCHS
