@@ -535,8 +535,9 @@ def fit_demo_epochs(c: mlc.ConfigDict) -> None:
     return
   factor = c.total_epochs / DIGITS_EPOCHS
   for section in (c.optim, c.get(c.method)):
-    for key in list(section.keys() if section is not None else ()):
-      value = section[key]
+    if section is None:
+      continue
+    for key, value in list(section.items()):
       if key.endswith("_epochs") and isinstance(value, (int, float)):
         # Integer fields count whole epochs (DINO's per-epoch teacher-temperature warm-up).
         section[key] = round(value * factor) if isinstance(value, int) else value * factor
