@@ -178,3 +178,21 @@ def test_head_input_bn_prevents_the_uniform_collapse_on_shifted_features():
   ent, mean_ent, purity = _dino_on_a_mixture("fan_in", input_bn=True, offset=3.0, spread=1.0,
                                              k=1024)
   assert ent < 1.5 and mean_ent > 3.0 and purity > 0.8, (ent, mean_ent, purity)
+
+
+def test_view_agreement_is_the_cosine_of_batch_centred_rows():
+  # Rows x_i and x_i + y_i with x, y i.i.d. N(0, 1) over K = 4096 columns: the cosine of the
+  # centred rows is <x, x + y> / (|x| |x + y|) -> 1 / sqrt(2); unrelated rows (y alone) -> 0.
+  x, y = jax.random.normal(jax.random.key(0), (2, 64, 4096))
+  np.testing.assert_allclose(float(dino.view_agreement(x, x + y)), 1 / np.sqrt(2), atol=0.02)
+  assert abs(float(dino.view_agreement(x, y))) < 0.02
+  # A per-column offset shared by all rows (what centring removes) changes nothing.
+  np.testing.assert_allclose(float(dino.view_agreement(x + 5.0, x)), 1.0, rtol=1e-5)
+
+
+def test_loss_logs_the_teachers_agreement_across_the_two_global_crops():
+  _, method, params, state, views = setup("dino", input__views__local__crops=0)
+  _, (_, metrics, _) = jax.jit(method.loss)(params, state, [views[0], views[0]], jax.random.key(0))
+  np.testing.assert_allclose(float(metrics["teacher_view_agreement"]), 1.0, rtol=1e-5)
+  _, (_, metrics, _) = jax.jit(method.loss)(params, state, views, jax.random.key(0))
+  assert float(metrics["teacher_view_agreement"]) < 0.999
