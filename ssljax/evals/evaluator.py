@@ -277,6 +277,11 @@ class Evaluator:
     embeddings (about 1 / sqrt(K) when spread out, 0 when collapsed).
     """
     n = int(self.cfg.rankme_samples)
+    step = int(jax.device_get(state.step))
+    if self._splits is not None and self._splits[0] == step and self.probe_info is self.info:
+      train = self._splits[1][0]  # This evaluation's probe features of the same split.
+      if len(train["representation"]) >= min(n, self.info.num_train):
+        return collapse_metrics({k: v[:n] for k, v in train.items()}, n)
     return collapse_metrics(
         self.features(state, self.train_cfg.train_split, max_samples=n, probe=False), n)
 
@@ -295,6 +300,10 @@ class Evaluator:
   def run(self, state) -> dict[str, Any]:
     """RankMe and the evaluators of ``eval.evals``; returns a flat dict of floats."""
     t0 = time.perf_counter()
+    if self.evals and self.probe_info is self.info:
+      # The probes read the training data's train split too: extract it once, first, so RankMe
+      # takes its rows from the same extraction instead of running the network on them twice.
+      self.probe_splits(state)
     results: dict[str, Any] = self.rankme(state)
     if not self.evals:
       self._note(f"{self.probe_info.name!r} has no labels here, so only RankMe and the collapse "

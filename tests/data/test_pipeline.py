@@ -464,3 +464,22 @@ def test_large_tfds_split_is_read_every_time(monkeypatch):
     for i in range(20):
       source[i]
   assert fake.reads.tolist() == [2] * 20
+
+
+def test_openings_of_one_prepared_split_share_its_decoded_images(digits_dir, monkeypatch):
+  # The training iterator, each RankMe and each evaluation open the split anew; the second and
+  # later openings in a process must serve the images the first one decoded.
+  monkeypatch.setattr(sources, "_DECODED_STORES", {})
+  cfg = _cfg(data_dir=digits_dir)
+  first = sources.open_split(cfg, "test", key="input.data.eval_split").source
+  want = [first[i] for i in range(len(first))]
+  second = sources.open_split(cfg, "test", key="input.data.eval_split").source
+  assert second is not first
+  second._source = None  # Any read that misses the shared images now fails.
+  for i, ex in enumerate(want):
+    got = second[i]
+    np.testing.assert_array_equal(got["image"], ex["image"])
+    assert got["label"] == ex["label"]
+  # Another split (or the same split prepared again elsewhere) has images of its own.
+  other = sources.open_split(cfg, "train", key="input.data.train_split").source
+  assert not other._cached.any()
