@@ -156,7 +156,11 @@ def test_fsdp_steps_equal_replicated_steps():
       assert np.abs(a).max() <= limit and np.abs(b).max() <= limit, name
       continue
     scale = float(np.abs(b).max()) if b.size else 0.0
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * scale + 1e-30, err_msg=name)
+    # Query biases reach the loss only through q . k differences across keys, so their gradients
+    # are small and their rounding relatively large: 2.2e-5 of the leaf's largest value on one
+    # machine (block3's query bias, both sides in float32), under 1e-5 on another.
+    rel = 1e-4 if name.endswith("attn/query/bias") else 1e-5
+    np.testing.assert_allclose(a, b, rtol=0, atol=rel * scale + 1e-30, err_msg=name)
     checked += 1
   assert checked > 100, checked
 

@@ -75,6 +75,9 @@ class EvaluatorSpec:
   # Optional ``resume(ev, records)``: the metrics.jsonl records of the run before a restart, so
   # that what it keeps across evaluations (the model selection) survives the restart.
   resume: Callable[["Evaluator", list[dict[str, Any]]], None] | None = None
+  # Whether ``fn`` reads ``ev.probe_splits``: then one evaluation extracts them before RankMe,
+  # which takes its rows from them when the probe data is the training data.
+  reads_probe_splits: bool = False
 
 
 EVALUATORS: dict[str, EvaluatorSpec] = {}
@@ -83,17 +86,19 @@ EVALUATORS: dict[str, EvaluatorSpec] = {}
 def register_evaluator(name: str, fn: Callable[["Evaluator", Any], dict[str, float]], *,
                        tasks: tuple[str, ...],
                        check: Callable[["Evaluator"], None] | None = None,
-                       resume: Callable[["Evaluator", list], None] | None = None) -> None:
+                       resume: Callable[["Evaluator", list], None] | None = None,
+                       reads_probe_splits: bool = False) -> None:
   """Makes ``fn`` runnable as ``eval.evals=(name, ...)``; ``tasks``: the ``DatasetInfo.task``
   values (``classification``, ``regression``, ...) whose data it can evaluate; ``check(ev)``
   (optional) validates its settings when the Evaluator is built; ``resume(ev, records)``
-  (optional) restores its state from the logged metrics when a run restarts.
+  (optional) restores its state from the logged metrics when a run restarts;
+  ``reads_probe_splits``: ``fn`` reads ``ev.probe_splits`` (RankMe then shares their extraction).
 
   An evaluator may ask the training loop to stop early by setting ``ev.stop_reason`` (a
   sentence saying why); the loop checkpoints and ends the run there."""
   if name == "auto":
     raise ValueError("'auto' is reserved: it picks the evaluators from the probe data's labels")
-  EVALUATORS[name] = EvaluatorSpec(name, fn, tuple(tasks), check, resume)
+  EVALUATORS[name] = EvaluatorSpec(name, fn, tuple(tasks), check, resume, reads_probe_splits)
 
 
 def resolve_evals(names, task: str | None, *, where: str) -> tuple[str, ...]:
@@ -300,7 +305,8 @@ class Evaluator:
   def run(self, state) -> dict[str, Any]:
     """RankMe and the evaluators of ``eval.evals``; returns a flat dict of floats."""
     t0 = time.perf_counter()
-    if self.evals and self.probe_info is self.info:
+    if self.probe_info is self.info and any(EVALUATORS[n].reads_probe_splits
+                                            for n in self.evals):
       # The probes read the training data's train split too: extract it once, first, so RankMe
       # takes its rows from the same extraction instead of running the network on them twice.
       self.probe_splits(state)
@@ -406,9 +412,10 @@ def regression_eval(ev: Evaluator, state) -> dict[str, float]:
   return results
 
 
-register_evaluator("classification", classification, tasks=("classification",))
-register_evaluator("regression", regression_eval, tasks=("regression",))
-register_evaluator("svm", svm.evaluate, tasks=("classification",))
+register_evaluator("classification", classification, tasks=("classification",),
+                   reads_probe_splits=True)
+register_evaluator("regression", regression_eval, tasks=("regression",), reads_probe_splits=True)
+register_evaluator("svm", svm.evaluate, tasks=("classification",), reads_probe_splits=True)
 register_evaluator("explain", explain.evaluate, tasks=("classification",),
                    check=explain.check)
 register_evaluator("ranking", ranking.evaluate, tasks=("ranking",), check=ranking.check,

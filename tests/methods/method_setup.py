@@ -35,7 +35,13 @@ _VIEWS: dict[tuple, list] = {}
 
 
 def config_of(name, arg="runlocal", **overrides):
-  """``experiments/<name>.py:<arg>`` with ``overrides`` (``__`` separates levels)."""
+  """``experiments/<name>.py:<arg>`` with ``overrides`` (``__`` separates levels).
+
+  CPC's default data are Debian's Asterisk prompts, which a fresh machine lacks; its tests read
+  the synthetic sounds ssljax generates (``data=wav:tones``) unless ``arg`` names the data.
+  """
+  if name == "cpc" and "data=" not in arg:
+    arg = f"data=wav:tones,{arg}" if arg else "data=wav:tones"
   config = importlib.import_module(f"experiments.{name}").get_config(arg)
   for dotted, value in overrides.items():
     node = config

@@ -218,7 +218,7 @@ def _plain_loss(method, state, views, tau):
   return loss, np.asarray(log_q, np.float64)
 
 
-def test_alpha_zero_is_exactly_the_plain_two_tower_loss_and_gradients():
+def test_alpha_zero_is_the_plain_two_tower_loss_and_gradients_to_rounding():
   _, method, params, state, views = setup("two_tower", two_tower__alpha=0.0)
   plain, log_q = _plain_loss(method, state, views, 0.1)
   rng = jax.random.key(3)
@@ -226,8 +226,12 @@ def test_alpha_zero_is_exactly_the_plain_two_tower_loss_and_gradients():
       params, state, views, rng)
   (want, (q, x)), want_grads = jax.jit(jax.value_and_grad(plain, has_aux=True))(params)
   assert "ssl_loss" not in metrics
-  np.testing.assert_array_equal(float(value), float(want))
-  jax.tree.map(np.testing.assert_array_equal, grads, want_grads)
+  # The same computation compiled as two programs: XLA may fuse and order their float32 sums
+  # differently (seen: 1 ulp of the loss, 5e-7 of a gradient of size 6 on one machine, exact on
+  # another), so equal to rounding, relative to each leaf's largest value.
+  np.testing.assert_allclose(float(value), float(want), rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      a, b, rtol=1e-6, atol=1e-6 * float(np.abs(b).max()) + 1e-30), grads, want_grads)
   # And the plain loss is the formula (float64 NumPy on the towers' outputs, logQ corrected).
   item = np.asarray(views[0]["item"])
   np.testing.assert_allclose(float(value), _np_batch_softmax(
@@ -235,7 +239,8 @@ def test_alpha_zero_is_exactly_the_plain_two_tower_loss_and_gradients():
   # Same for every masking: with alpha = 0 the SSL task is off.
   for masking in ("rfm", "none"):
     _, m2, p2, s2, v2 = setup("two_tower", two_tower__alpha=0.0, two_tower__masking=masking)
-    np.testing.assert_array_equal(float(jax.jit(m2.loss)(p2, s2, v2, rng)[0]), float(value))
+    np.testing.assert_allclose(float(jax.jit(m2.loss)(p2, s2, v2, rng)[0]), float(value),
+                               rtol=1e-6)
 
 
 def test_ssl_term_is_added_with_alpha_and_reaches_the_shared_item_tower():
