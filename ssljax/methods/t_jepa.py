@@ -31,7 +31,7 @@ Where the official code is silent or wrong, this port chooses:
 * Two options the official code lacks, both off by default (the official behaviour), which make
   T-JEPA learn a table's shared structure where the official recipe does not
   (``benchmarks/t_jepa_latent.py``: a table of noisy copies of one factor beside independent
-  columns, kNN +7 to +9 points over the untrained encoder with both, none with neither):
+  columns, kNN +7 to +10 points over the untrained encoder with both, none with neither):
 
   - ``encoder.pos_scale``: the amplitude of the fixed sin-cos positions (1 = official). Every
     token is ``x_j * W_j + b_j`` + its position; the value part starts at ~0.02 per element
