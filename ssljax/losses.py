@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.scipy.special import logsumexp
 
 __all__ = [
     "barlow_twins_loss",
@@ -19,14 +20,17 @@ __all__ = [
     "cross_correlation",
     "dino_center",
     "dino_loss",
+    "dino_teacher_targets",
     "infonce_loss",
     "jepa_loss",
+    "koleo_loss",
     "l2_normalize",
     "mae_loss",
     "mocov3_loss",
     "ntxent_loss",
     "off_diagonal",
     "simsiam_loss",
+    "sinkhorn_knopp_targets",
     "vicreg_loss",
     "vicreg_terms",
 ]
@@ -329,6 +333,8 @@ def dino_loss(
     *,
     student_temp: float,
     teacher_temp: float | jax.Array,
+    centering: str = "center",
+    sinkhorn_iterations: int = 3,
 ) -> jax.Array:
   """DINO self-distillation cross-entropy (Caron et al., 2021), as the official ``DINOLoss``.
 
@@ -345,6 +351,9 @@ def dino_loss(
     student_temp: student softmax temperature > 0 (0.1 in DINO).
     teacher_temp: teacher softmax temperature > 0 (0.04 to 0.07); may be a traced scalar (warm-up
       schedule), which is then not validated.
+    centering: ``"center"`` (DINO's running centre, above) or ``"sinkhorn"`` (DINOv2's
+      Sinkhorn-Knopp teacher, :func:`sinkhorn_knopp_targets`, which ignores ``center_k``).
+    sinkhorn_iterations: Sinkhorn-Knopp iterations (3 in DINOv2 and SwAV).
 
   Returns:
     Scalar float32 loss.
@@ -367,11 +376,8 @@ def dino_loss(
   if n_pairs <= 0:
     raise ValueError(f"dino_loss: no (teacher, student) crop pairs with different views for "
                      f"{n_s} student and {n_t} teacher crops")
-  center_k = jax.lax.stop_gradient(jnp.asarray(center_k, jnp.float32))
-  # The whole teacher distribution is a target: no gradient reaches the logits, the centre or a
-  # traced (scheduled) temperature.
-  p_t = [jax.lax.stop_gradient(jax.nn.softmax((t.astype(jnp.float32) - center_k) / teacher_temp,
-                                              axis=-1)) for t in teacher_logits]
+  p_t = dino_teacher_targets(teacher_logits, center_k, teacher_temp=teacher_temp,
+                             centering=centering, sinkhorn_iterations=sinkhorn_iterations)
   log_p_s = [jax.nn.log_softmax(s.astype(jnp.float32) / student_temp, axis=-1)
              for s in student_logits]
   total = jnp.zeros((), jnp.float32)
@@ -381,6 +387,106 @@ def dino_loss(
         continue
       total = total + jnp.mean(-jnp.sum(p_nk * log_nk, axis=-1))
   return total / n_pairs
+
+
+DINO_CENTERINGS = ("center", "sinkhorn")
+
+
+def dino_teacher_targets(
+    teacher_logits: Sequence[jax.Array],
+    center_k: jax.Array,
+    *,
+    teacher_temp: float | jax.Array,
+    centering: str = "center",
+    sinkhorn_iterations: int = 3,
+) -> list[jax.Array]:
+  """The teacher's target distributions of :func:`dino_loss`, one [N, K] array per global crop.
+
+  ``centering="center"``: ``softmax((t - center) / teacher_temp)`` (DINO); ``"sinkhorn"``:
+  :func:`sinkhorn_knopp_targets` (DINOv2), ``center_k`` unused. The whole distribution is a
+  target: no gradient reaches the logits, the centre or a traced (scheduled) temperature.
+  """
+  if centering not in DINO_CENTERINGS:
+    raise ValueError(f"dino_loss: centering={centering!r} must be one of {DINO_CENTERINGS}")
+  if centering == "sinkhorn":
+    p_t = sinkhorn_knopp_targets(teacher_logits, teacher_temp=teacher_temp,
+                                 iterations=sinkhorn_iterations)
+  else:
+    center_k = jnp.asarray(center_k, jnp.float32)
+    p_t = [jax.nn.softmax((t.astype(jnp.float32) - center_k) / teacher_temp, axis=-1)
+           for t in teacher_logits]
+  return [jax.lax.stop_gradient(p) for p in p_t]
+
+
+def sinkhorn_knopp_targets(
+    teacher_logits: Sequence[jax.Array],
+    *,
+    teacher_temp: float | jax.Array,
+    iterations: int = 3,
+) -> list[jax.Array]:
+  """Teacher targets by Sinkhorn-Knopp (DINOv2, Oquab et al. 2023; SwAV, Caron et al. 2020).
+
+  Instead of subtracting a running centre, the teacher's scores over the rows of ALL its crops
+  (``M = G * N`` rows of the global batch) are balanced so that every prototype gets the same
+  share of the batch: ``Q = exp(t / teacher_temp)`` is normalised to total mass 1, then
+  ``iterations`` times each prototype's column is scaled to mass ``1 / K`` and each row to mass
+  ``1 / M``; the targets are the rows times ``M`` (each sums to 1). DINOv2's
+  ``sinkhorn_knopp_teacher`` computes the same (its sums are all-reduced over devices; here the
+  batch is global). A teacher that gives every image nearly the same scores therefore still sets
+  different, sharp targets, which is what centring cannot do at the start of a run whose views
+  barely agree (``experiments/dino.py``).
+
+  The normalisations run in log space (``logsumexp``), the same values without the overflow of
+  ``exp(t / 0.04)`` on large logits or an all-zero column from underflow.
+
+  Args:
+    teacher_logits: G arrays [N, K], one per global crop.
+    teacher_temp: the temperature (the entropic regularisation's epsilon) > 0.
+    iterations: number of (column, row) normalisation rounds >= 1.
+
+  Returns:
+    G float32 arrays [N, K] whose rows sum to 1.
+  """
+  _check_positive("sinkhorn_knopp_targets teacher_temp", teacher_temp)
+  if int(iterations) < 1:
+    raise ValueError(f"sinkhorn_knopp_targets: iterations={iterations} must be >= 1")
+  t_mk = jnp.concatenate([jnp.asarray(t, jnp.float32) for t in teacher_logits], axis=0)
+  m, k = t_mk.shape
+  # The same normalisations in log space: no exp overflows or underflows to an empty column.
+  log_q = t_mk / teacher_temp
+  log_q = log_q - logsumexp(log_q)
+  for _ in range(int(iterations)):
+    log_q = log_q - logsumexp(log_q, axis=0, keepdims=True) - jnp.log(k)
+    log_q = log_q - logsumexp(log_q, axis=1, keepdims=True) - jnp.log(m)
+  q_mk = jnp.exp(log_q) * m
+  return list(jnp.split(q_mk, len(teacher_logits), axis=0))
+
+
+def koleo_loss(x_nd: jax.Array, *, eps: float = 1e-8) -> jax.Array:
+  """KoLeo regulariser (Sablayrolles et al., ICLR 2019; used by DINOv2, Oquab et al. 2023).
+
+  The Kozachenko-Leonenko estimate of the differential entropy of the L2-normalised rows, up to
+  constants: ``-mean_i log(||x_i - x_nn(i) + eps|| + eps)``, where ``nn(i)`` is row i's nearest
+  other row by cosine (chosen without gradient, as DINOv2's ``KoLeoLoss``; the distance itself
+  is differentiable in both rows). Minimising it spreads the batch's rows apart, the repulsion
+  that a contrastive loss has and self-distillation lacks.
+
+  Args:
+    x_nd: [N, D] features, N >= 2 (normalised here).
+    eps: added as PyTorch's ``PairwiseDistance(eps=1e-8)`` and the official log do.
+
+  Returns:
+    Scalar float32 loss.
+  """
+  x_nd = jnp.asarray(x_nd, jnp.float32)
+  if x_nd.ndim != 2 or x_nd.shape[0] < 2:
+    raise ValueError(f"koleo_loss: expected [N >= 2, D] features, got shape {x_nd.shape}")
+  x_nd = l2_normalize(x_nd)
+  sims = jax.lax.stop_gradient(jnp.matmul(x_nd, x_nd.T, precision=_HIGHEST))
+  sims = jnp.where(jnp.eye(x_nd.shape[0], dtype=bool), -jnp.inf, sims)
+  nn_idx = jnp.argmax(sims, axis=1)
+  dist = jnp.linalg.norm(x_nd - x_nd[nn_idx] + eps, axis=-1)
+  return -jnp.mean(jnp.log(dist + eps))
 
 
 def dino_center(

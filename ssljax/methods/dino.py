@@ -79,6 +79,19 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
                  end=_common.check_positive(d.teacher_temp, "dino.teacher_temp"),
                  warmup_epochs=int(d.warmup_teacher_temp_epochs), steps_per_epoch=steps_per_epoch)
   center_momentum = _common.check_momentum(d.center_momentum, "dino.center_momentum")
+  centering = str(d.get("centering", "center"))
+  if centering not in losses.DINO_CENTERINGS:
+    raise ConfigError(f"dino.centering={centering!r} must be one of {losses.DINO_CENTERINGS} "
+                      "('center': DINO's running centre; 'sinkhorn': DINOv2's Sinkhorn-Knopp "
+                      "teacher)")
+  sinkhorn_iterations = int(d.get("sinkhorn_iterations", 3))
+  if sinkhorn_iterations < 1:
+    raise ConfigError(f"dino.sinkhorn_iterations={sinkhorn_iterations} must be >= 1")
+  target_kw = dict(centering=centering, sinkhorn_iterations=sinkhorn_iterations)
+  koleo_weight = float(d.get("koleo_weight", 0.0))
+  if not koleo_weight >= 0.0:
+    raise ConfigError(f"dino.koleo_weight={d.get('koleo_weight')!r} must be a number >= 0 "
+                      "(0 turns the KoLeo term off, as DINO; DINOv2 uses 0.1)")
   base = _common.check_momentum(d.base_momentum, "dino.base_momentum")
   final = _common.check_momentum(d.final_momentum, "dino.final_momentum")
   names = GLOBAL_VIEWS + ((LOCAL_VIEW,) if LOCAL_VIEW in config.input.views else ())
@@ -117,7 +130,13 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
     teacher_logits = [jax.lax.stop_gradient(z) for _, z in teacher_out]
     center = method_state["center"]
     loss = losses.dino_loss(student_logits, teacher_logits, center, student_temp=student_temp,
-                            teacher_temp=method_state["teacher_temp"])
+                            teacher_temp=method_state["teacher_temp"], **target_kw)
+    metrics = {"dino_loss": loss}
+    if koleo_weight > 0.0:
+      # DINOv2: KoLeo on each global crop's student backbone features, summed over the crops.
+      koleo = sum(losses.koleo_loss(h) for h, _ in student_out[:NUM_GLOBAL])
+      loss = loss + koleo_weight * koleo
+      metrics["koleo_loss"] = koleo
     state = {
         "student": student_state,
         "teacher": {"params": teacher["params"], "state": teacher_state},
@@ -126,9 +145,10 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
     }
     # The two collapses centring and sharpening balance: every sample on one prototype (entropy
     # of the mean distribution -> 0) or every sample uniform (per-sample entropy -> log K).
-    p_t = jax.nn.softmax((teacher_logits[0] - center) / state["teacher_temp"])
+    p_t = losses.dino_teacher_targets(teacher_logits, center, teacher_temp=state["teacher_temp"],
+                                      **target_kw)[0]
     p_mean = jnp.mean(p_t, 0)
-    metrics = {"dino_loss": loss, "teacher_temp": state["teacher_temp"],
+    metrics = {**metrics, "teacher_temp": state["teacher_temp"],
                "teacher_mean_entropy": -jnp.sum(p_mean * jnp.log(p_mean + 1e-12)),
                "teacher_entropy": jnp.mean(-jnp.sum(p_t * jnp.log(p_t + 1e-12), -1)),
                "teacher_view_agreement": view_agreement(*teacher_logits)}

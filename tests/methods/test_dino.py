@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from method_setup import setup
 
 from ssljax.errors import ConfigError
@@ -196,3 +197,51 @@ def test_loss_logs_the_teachers_agreement_across_the_two_global_crops():
   np.testing.assert_allclose(float(metrics["teacher_view_agreement"]), 1.0, rtol=1e-5)
   _, (_, metrics, _) = jax.jit(method.loss)(params, state, views, jax.random.key(0))
   assert float(metrics["teacher_view_agreement"]) < 0.999
+
+
+def test_dinov2_options_add_their_terms_to_the_loss():
+  # centering='sinkhorn': the targets are Sinkhorn-Knopp's over both global crops (the centre is
+  # not read); koleo_weight: + w * (KoLeo of each global crop's student backbone features).
+  _, method, params, state, views = setup("dino", input__views__local__crops=0,
+                                          dino__centering="sinkhorn", dino__koleo_weight=0.5)
+  state = {**state, "center": jnp.full_like(state["center"], 7.0)}
+  loss, (_, metrics, _) = jax.jit(method.loss)(params, state, views, jax.random.key(0))
+  assert set(metrics) >= {"dino_loss", "koleo_loss", "teacher_entropy"}
+  np.testing.assert_allclose(float(loss), float(metrics["dino_loss"]) +
+                             0.5 * float(metrics["koleo_loss"]), rtol=1e-5)
+  # The same network with the official centre gives another DINO term on the same draw.
+  _, plain, *_ = setup("dino", input__views__local__crops=0, dino__koleo_weight=0.5)
+  _, (_, m_plain, _) = jax.jit(plain.loss)(params, state, views, jax.random.key(0))
+  assert abs(float(m_plain["dino_loss"]) - float(metrics["dino_loss"])) > 1e-3
+  np.testing.assert_allclose(float(m_plain["koleo_loss"]), float(metrics["koleo_loss"]), rtol=1e-5)
+
+
+def test_bad_dinov2_options_name_the_key():
+  with pytest.raises(ConfigError, match="dino.centering='mean' must be one of"):
+    setup("dino", dino__centering="mean")
+  with pytest.raises(ConfigError, match="dino.sinkhorn_iterations=0"):
+    setup("dino", dino__sinkhorn_iterations=0)
+  with pytest.raises(ConfigError, match="dino.koleo_weight=-0.1"):
+    setup("dino", dino__koleo_weight=-0.1)
+
+
+def test_sinkhorn_and_koleo_see_the_global_batch():
+  # Both normalise over the batch's rows (Sinkhorn-Knopp's column sums, KoLeo's neighbours): 8
+  # devices must give 1 device's loss and gradients, as DINOv2's all-reduced sums do.
+  _, method, params, state, views = setup("dino", input__views__local__crops=0, batch=16,
+                                          dino__centering="sinkhorn", dino__koleo_weight=0.1)
+
+  def loss(p, vs):
+    return method.loss(p, state, vs, jax.random.key(3))[0]
+
+  grad_fn = jax.jit(jax.value_and_grad(loss))
+  with jax.default_device(jax.devices()[0]):
+    loss1, grads1 = grad_fn(params, views)
+  mesh = Mesh(np.asarray(jax.devices()), ("data",))
+  sharded = jax.device_put(views, NamedSharding(mesh, PartitionSpec("data")))
+  loss8, grads8 = grad_fn(jax.device_put(params, NamedSharding(mesh, PartitionSpec())), sharded)
+  assert len(jax.devices()) == 8
+  np.testing.assert_allclose(float(loss8), float(loss1), rtol=2e-5)
+  scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(grads1))
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-3, atol=2e-5 * scale),
+               grads8, grads1)
