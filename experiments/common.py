@@ -129,6 +129,9 @@ def base_config() -> mlc.ConfigDict:
   # every image of a view takes one reference image's low-frequency Fourier amplitude, area ratio
   # r ~ U(r_min, r_max) of the spectrum. Composes with any method.
   c.input.bss = mlc.ConfigDict(dict(enabled=False, r_min=0.01, r_max=0.1))
+  # Epochs at the start whose image views are the plain images (no crop, jitter or other
+  # augmentation; ssljax.data.augment.plain_view), then the views above. 0: augmented throughout.
+  c.input.plain_view_epochs = 0.0
 
   c.encoder = encoder(dict(name="resnet18", stem="cifar", width=64,
                            zero_init_residual=False))
@@ -527,14 +530,14 @@ DIGITS_EPOCHS = 80.0  # The digits demo's run length, which the small-data branc
 
 def fit_demo_epochs(c: mlc.ConfigDict) -> None:
   """On the 28x28 sets, rescales the small-data branch's epoch-valued settings (``*_epochs`` in
-  ``optim`` and the method's section: warm-ups, ramps, freezes) from the digits demo's 80 epochs
-  to this run's ``total_epochs``, so a 5-epoch warm-up stays 1/16 of the run (integer fields are
-  rounded to whole epochs). The evaluation's ``linear_epochs`` are not training epochs and stay.
-  No-op on other data."""
+  ``optim``, the method's section and ``input``: warm-ups, ramps, freezes, plain views) from the
+  digits demo's 80 epochs to this run's ``total_epochs``, so a 5-epoch warm-up stays 1/16 of the
+  run (integer fields are rounded to whole epochs). The evaluation's ``linear_epochs`` are not
+  training epochs and stay. No-op on other data."""
   if c.input.data.name not in GRAY28_DATASETS:
     return
   factor = c.total_epochs / DIGITS_EPOCHS
-  for section in (c.optim, c.get(c.method)):
+  for section in (c.optim, c.get(c.method), c.input):
     if section is None:
       continue
     for key, value in list(section.items()):

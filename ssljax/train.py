@@ -106,13 +106,17 @@ def init_state(rng: jax.Array, *, method: methods.Method, tx: optax.GradientTran
 
 
 def make_views(rng: jax.Array, batch, view_fns, *,
-               bss: tuple[float, float] | None = None) -> list[PyTree]:
+               bss: tuple[float, float] | None = None, step=None,
+               plain_view_steps: int = 0) -> list[PyTree]:
   """Applies each view function ``(rng, batch) -> view`` to the batch, each with its own key.
 
   ``batch`` is the dict of features (an array is taken as ``{"image": array}``); label keys are
   not passed on. Image views (``augment.ViewRecipe``) augment on device. ``bss=(r_min, r_max)``
   then standardises each image view's batch style (Fourier amplitude, BSS), every view with its
-  own reference image and area ratio (``input.bss``).
+  own reference image and area ratio (``input.bss``). While ``step < plain_view_steps``
+  (``input.plain_view_epochs``) each image view is instead its recipe's
+  :func:`augment.plain_view` (the whole image, no augmentation); both are computed and one is
+  selected, as XLA:CPU runs a ``where`` faster than a ``cond``.
   """
   if not isinstance(batch, dict):
     batch = {"image": batch}
@@ -124,6 +128,9 @@ def make_views(rng: jax.Array, batch, view_fns, *,
     if bss is not None and isinstance(view_fn, augment.ViewRecipe):
       view = batch_style.standardize_batch_style(
           jax.random.fold_in(view_rng, 1 << 20), view, r_min=bss[0], r_max=bss[1])
+    if plain_view_steps > 0 and isinstance(view_fn, augment.ViewRecipe):
+      plain = augment.plain_view(view_fn)(view_rng, features)
+      view = jnp.where(jnp.asarray(step) < plain_view_steps, plain, view)
     views.append(view)
   return views
 
@@ -163,7 +170,8 @@ def _microbatches(x: jax.Array, k: int) -> jax.Array:
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, method: methods.Method,
                tx: optax.GradientTransformation, bss: tuple[float, float] | None = None,
-               grad_accum_steps: int = 1) -> tuple[TrainState, dict[str, jax.Array]]:
+               grad_accum_steps: int = 1,
+               plain_view_steps: int = 0) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimisation step on a global batch: augment, loss, update, method update.
 
   Args:
@@ -174,6 +182,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, method: method
     method: the method's functions (static).
     tx: the optimiser (static).
     bss: ``(r_min, r_max)`` of batch style standardisation, or None (static).
+    plain_view_steps: steps at the start whose image views are un-augmented (static; see
+      :func:`make_views`).
     grad_accum_steps: k > 1 splits the augmented batch into k microbatches of B / k, runs the
       loss and its gradient on each in turn (``lax.scan``: activations of one microbatch live at a
       time) and applies the mean gradient once. State the loss threads through (BatchNorm
@@ -187,7 +197,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, method: method
   """
   rng = jax.random.fold_in(state.rng, state.step)  # A resumed run draws the same numbers.
   view_rng, loss_rng = jax.random.split(rng)
-  views = make_views(view_rng, batch, method.views, bss=bss)
+  views = make_views(view_rng, batch, method.views, bss=bss, step=state.step,
+                     plain_view_steps=plain_view_steps)
   labels = visible_labels(batch)
 
   def loss_fn(params, method_state, views, labels, rng):
@@ -314,7 +325,8 @@ def build(config, info: data.DatasetInfo | None = None) -> Run:
   state_sh = sharding.tree_shardings(abstract, mesh, config.sharding_rules)
   step_fn = jax.jit(
       functools.partial(train_step, method=method, tx=tx, bss=bss_setting(config),
-                        grad_accum_steps=accum),
+                        grad_accum_steps=accum,
+                        plain_view_steps=plain_view_steps(config, method, steps_per_epoch)),
       in_shardings=(state_sh, sharding.batch_sharding(mesh)),
       out_shardings=(state_sh, sharding.replicated(mesh)),
       donate_argnums=(0,),
@@ -383,6 +395,23 @@ def bss_setting(config) -> tuple[float, float] | None:
   if cfg is None or not bool(cfg.enabled):
     return None
   return batch_style.check_bss_config(cfg, where="input.bss")
+
+
+def plain_view_steps(config, method, steps_per_epoch: int) -> int:
+  """Steps of ``input.plain_view_epochs`` (0 when the config has none), checked.
+
+  Raises:
+    ConfigError: a negative or non-numeric value, or a value > 0 for a method without image
+      views (only image views have a plain version).
+  """
+  epochs = config.input.get("plain_view_epochs", 0.0)
+  if isinstance(epochs, bool) or not isinstance(epochs, int | float) or not epochs >= 0:
+    raise ConfigError(f"input.plain_view_epochs={epochs!r} must be a number of epochs >= 0 "
+                      "(0: augmented views from the first step)")
+  if epochs > 0 and not any(isinstance(v, augment.ViewRecipe) for v in method.views):
+    raise ConfigError(f"input.plain_view_epochs={epochs!r} applies to image views, and "
+                      f"method={method.name!r} has none here; set it to 0")
+  return int(round(float(epochs) * steps_per_epoch))
 
 
 def create_state(run: Run) -> TrainState:

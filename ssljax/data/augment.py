@@ -470,6 +470,18 @@ def augment_image(rng, image, recipe: ViewRecipe, source_hw=None):
   return _maybe(u[_U_SOLARIZE], recipe.solarize_prob, solarize, x)
 
 
+def plain_view(recipe: ViewRecipe) -> ViewRecipe:
+  """The recipe without its augmentations: the whole image resized to ``recipe.size``, normalised.
+
+  No crop (scale and ratio 1: a square image is kept whole; a wider or taller one gives its
+  largest centred square, the crop sampler's fallback), flip, jitter, grayscale, blur or
+  solarisation. ``input.plain_view_epochs`` trains on these views first.
+  """
+  return dataclasses.replace(recipe, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0,
+                             jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0,
+                             solarize_prob=0.0)
+
+
 def _normalize(images, mean, std):
   return (images - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 

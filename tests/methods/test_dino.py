@@ -18,19 +18,24 @@ def _teacher_logits(config, state, x):
   d = config.dino
   net = EncoderHead(encoder=encoder, head=DINOHead(
       hidden_dims=tuple(d.hidden_dims), bottleneck_dim=d.bottleneck_dim,
-      num_prototypes=d.num_prototypes, use_bn=d.use_bn))
+      num_prototypes=d.num_prototypes, use_bn=d.use_bn, dense_init=d.head_init,
+      input_bn=d.head_input_bn))
   (_, z), _ = _common.apply_train(net, state["teacher"]["params"], state["teacher"]["state"], x)
   return z
 
 
+# The digits default has no local crops (experiments/dino.py); these tests turn two on.
+MULTI_CROP = dict(input__views__local__crops=2)
+
+
 def test_views_are_two_global_then_local_crops():
-  config, method, *_ = setup("dino")
+  config, method, *_ = setup("dino", **MULTI_CROP)
   sizes = [v.size for v in method.views]
   assert sizes == [16, 16] + [8] * config.input.views.local.crops
 
 
 def test_centre_update_matches_the_formula():
-  config, method, params, state, views = setup("dino")
+  config, method, params, state, views = setup("dino", **MULTI_CROP)
   state = {**state, "center": jnp.full_like(state["center"], 0.5)}
   _, (new_state, _, _) = jax.jit(method.loss)(params, state, views, jax.random.key(0))
   # Official update_center: c <- m c + (1 - m) * mean of the teacher output over both global crops
@@ -41,7 +46,7 @@ def test_centre_update_matches_the_formula():
 
 
 def test_teacher_sees_only_global_crops():
-  _, method, params, state, views = setup("dino")
+  _, method, params, state, views = setup("dino", **MULTI_CROP)
   loss_fn = jax.jit(lambda vs: method.loss(params, state, vs, jax.random.key(0)))
   loss_a, (state_a, _, _) = loss_fn(views)
   other_locals = views[:2] + [v + 1.0 for v in views[2:]]
