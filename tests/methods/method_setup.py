@@ -106,3 +106,25 @@ def is_image(config) -> bool:
   name = str(config.input.data.name)
   return not (tables.is_table(name) or series.is_series(name, config.input.data)
               or interactions.is_interactions(name))
+
+
+def assert_loss_and_grads_same_on_8_devices(method, params, state, views, *, seed: int = 3):
+  """The method's loss and gradients with the views split over the 8 test devices equal those on
+  one device: whatever the loss takes over the batch (statistics, neighbours, balancing) is the
+  global batch's, not each device's."""
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+  def loss(p, vs):
+    return method.loss(p, state, vs, jax.random.key(seed))[0]
+
+  grad_fn = jax.jit(jax.value_and_grad(loss))
+  with jax.default_device(jax.devices()[0]):
+    loss1, grads1 = grad_fn(params, views)
+  mesh = Mesh(np.asarray(jax.devices()), ("data",))
+  sharded = jax.device_put(views, NamedSharding(mesh, PartitionSpec("data")))
+  loss8, grads8 = grad_fn(jax.device_put(params, NamedSharding(mesh, PartitionSpec())), sharded)
+  assert len(jax.devices()) == 8
+  np.testing.assert_allclose(float(loss8), float(loss1), rtol=2e-5)
+  scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(grads1))
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-3, atol=2e-5 * scale),
+               grads8, grads1)

@@ -4,8 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from method_setup import setup
+from method_setup import assert_loss_and_grads_same_on_8_devices, setup
 
 from ssljax.errors import ConfigError
 from ssljax.methods import _common, dino
@@ -235,18 +234,4 @@ def test_sinkhorn_and_koleo_see_the_global_batch():
   # devices must give 1 device's loss and gradients, as DINOv2's all-reduced sums do.
   _, method, params, state, views = setup("dino", input__views__local__crops=0, batch=16,
                                           dino__centering="sinkhorn", dino__koleo_weight=0.1)
-
-  def loss(p, vs):
-    return method.loss(p, state, vs, jax.random.key(3))[0]
-
-  grad_fn = jax.jit(jax.value_and_grad(loss))
-  with jax.default_device(jax.devices()[0]):
-    loss1, grads1 = grad_fn(params, views)
-  mesh = Mesh(np.asarray(jax.devices()), ("data",))
-  sharded = jax.device_put(views, NamedSharding(mesh, PartitionSpec("data")))
-  loss8, grads8 = grad_fn(jax.device_put(params, NamedSharding(mesh, PartitionSpec())), sharded)
-  assert len(jax.devices()) == 8
-  np.testing.assert_allclose(float(loss8), float(loss1), rtol=2e-5)
-  scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(grads1))
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-3, atol=2e-5 * scale),
-               grads8, grads1)
+  assert_loss_and_grads_same_on_8_devices(method, params, state, views)

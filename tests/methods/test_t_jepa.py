@@ -17,8 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from method_setup import setup
+from method_setup import assert_loss_and_grads_same_on_8_devices, setup
 
 from experiments import t_jepa as t_jepa_config
 from ssljax import losses, optim
@@ -268,21 +267,7 @@ def test_batch_target_norm_takes_its_statistics_over_the_global_batch():
   # The rows' mean and variance must be the global batch's: 8 devices give 1 device's loss and
   # gradients (a per-device standardisation would differ by O(1)).
   _, method, params, state, views = setup("t_jepa", "runlocal,standardized", batch=16)
-
-  def loss(p, rows):
-    return method.loss(p, state, rows, jax.random.key(3))[0]
-
-  grad_fn = jax.jit(jax.value_and_grad(loss))
-  with jax.default_device(jax.devices()[0]):
-    loss1, grads1 = grad_fn(params, views)
-  mesh = Mesh(np.asarray(jax.devices()), ("data",))
-  sharded = jax.device_put(views, NamedSharding(mesh, PartitionSpec("data")))
-  loss8, grads8 = grad_fn(jax.device_put(params, NamedSharding(mesh, PartitionSpec())), sharded)
-  assert len(jax.devices()) == 8
-  np.testing.assert_allclose(float(loss8), float(loss1), rtol=2e-5)
-  scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(grads1))
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-3, atol=2e-5 * scale),
-               grads8, grads1)
+  assert_loss_and_grads_same_on_8_devices(method, params, state, views)
 
 
 @pytest.mark.slow
