@@ -71,6 +71,7 @@ def _run_length_settings(name: str, epochs: float) -> dict:
   return {
       "dino": {"input.plain_view_epochs": 32.0 * scale},  # Plain images first: 40% of the run.
       "halp": {"halp.start_epoch": 40.0 * scale},  # Hallucinated positives: second half.
+      "myow": {"input.plain_view_epochs": 32.0 * scale},  # As DINO's.
       "trust_ssl": {"trust_ssl.sel_start_epoch": 40.0 * scale,  # Selection ramp: 40 -> 60.
                     "trust_ssl.sel_end_epoch": 60.0 * scale,
                     "trust_ssl.lambda_min_epochs": 80.0 * scale},
