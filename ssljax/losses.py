@@ -19,6 +19,7 @@ __all__ = [
     "byol_loss",
     "cross_correlation",
     "dino_center",
+    "dino_cross_entropy",
     "dino_loss",
     "dino_teacher_targets",
     "infonce_loss",
@@ -364,20 +365,50 @@ def dino_loss(
   """
   _check_positive("dino_loss student_temp", student_temp)
   _check_positive("dino_loss teacher_temp", teacher_temp)
-  student_logits, teacher_logits = list(student_logits), list(teacher_logits)
-  n_s, n_t = len(student_logits), len(teacher_logits)
+  _check_dino_crops(student_logits, teacher_logits)
+  p_t = dino_teacher_targets(teacher_logits, center_k, teacher_temp=teacher_temp,
+                             centering=centering, sinkhorn_iterations=sinkhorn_iterations)
+  return dino_cross_entropy(student_logits, p_t, student_temp=student_temp)
+
+
+def _check_dino_crops(student: Sequence[jax.Array], teacher: Sequence[jax.Array]) -> int:
+  """Validates DINO's crops (see :func:`dino_loss`); returns the number of (teacher, student)
+  pairs of different crops."""
+  student, teacher = list(student), list(teacher)
+  n_s, n_t = len(student), len(teacher)
   if n_t > n_s:
     raise ValueError(f"dino_loss: the student must see every teacher crop first, got {n_s} "
                      f"student and {n_t} teacher crops")
-  shapes = {tuple(x.shape) for x in student_logits + teacher_logits}
+  shapes = {tuple(x.shape) for x in student + teacher}
   if len(shapes) != 1 or len(next(iter(shapes))) != 2:
     raise ValueError(f"dino_loss: every crop must be the same [N, K] shape, got {sorted(shapes)}")
   n_pairs = n_t * n_s - n_t  # each teacher crop skips its own student crop
   if n_pairs <= 0:
     raise ValueError(f"dino_loss: no (teacher, student) crop pairs with different views for "
                      f"{n_s} student and {n_t} teacher crops")
-  p_t = dino_teacher_targets(teacher_logits, center_k, teacher_temp=teacher_temp,
-                             centering=centering, sinkhorn_iterations=sinkhorn_iterations)
+  return n_pairs
+
+
+def dino_cross_entropy(
+    student_logits: Sequence[jax.Array],
+    teacher_targets: Sequence[jax.Array],
+    *,
+    student_temp: float,
+) -> jax.Array:
+  """:func:`dino_loss` from the teacher's target distributions (:func:`dino_teacher_targets`), so
+  a caller that also logs the targets computes them once.
+
+  Args:
+    student_logits: V >= G arrays [N, K], global crops first.
+    teacher_targets: G arrays [N, K] of probabilities, one per global crop (no gradient taken).
+    student_temp: student softmax temperature > 0.
+
+  Returns:
+    Scalar float32: the mean over pairs (iq, v != iq) of the batch mean of ``-sum_k P_t log P_s``.
+  """
+  _check_positive("dino_loss student_temp", student_temp)
+  n_pairs = _check_dino_crops(student_logits, teacher_targets)
+  p_t = [jax.lax.stop_gradient(jnp.asarray(p, jnp.float32)) for p in teacher_targets]
   log_p_s = [jax.nn.log_softmax(s.astype(jnp.float32) / student_temp, axis=-1)
              for s in student_logits]
   total = jnp.zeros((), jnp.float32)

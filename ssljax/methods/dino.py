@@ -129,8 +129,10 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
     student_logits = [z for _, z in student_out]
     teacher_logits = [jax.lax.stop_gradient(z) for _, z in teacher_out]
     center = method_state["center"]
-    loss = losses.dino_loss(student_logits, teacher_logits, center, student_temp=student_temp,
-                            teacher_temp=method_state["teacher_temp"], **target_kw)
+    # The targets once, for the loss and the logged entropies.
+    targets = losses.dino_teacher_targets(teacher_logits, center,
+                                          teacher_temp=method_state["teacher_temp"], **target_kw)
+    loss = losses.dino_cross_entropy(student_logits, targets, student_temp=student_temp)
     metrics = {"dino_loss": loss}
     if koleo_weight > 0.0:
       # DINOv2: KoLeo on each global crop's student backbone features, summed over the crops.
@@ -145,8 +147,7 @@ def make(config, *, total_steps: int, steps_per_epoch: int) -> Method:
     }
     # The two collapses centring and sharpening balance: every sample on one prototype (entropy
     # of the mean distribution -> 0) or every sample uniform (per-sample entropy -> log K).
-    p_t = losses.dino_teacher_targets(teacher_logits, center, teacher_temp=state["teacher_temp"],
-                                      **target_kw)[0]
+    p_t = targets[0]
     p_mean = jnp.mean(p_t, 0)
     metrics = {**metrics, "teacher_temp": state["teacher_temp"],
                "teacher_mean_entropy": -jnp.sum(p_mean * jnp.log(p_mean + 1e-12)),
