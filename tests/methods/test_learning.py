@@ -57,10 +57,8 @@ STD_FLOOR = 0.1  # Twice the random network's spread; a collapsed embedding is a
 KNN_MARGIN = 0.05
 
 # Methods that do not learn on digits yet, with the reason; expected to fail (strict: a pass means
-# the mark must go) until the issue "Image methods users can trust ..." fixes them.
-# Methods expected to fail the check, each with its reason (pytest xfail, strict). Empty since
-# DINO's digits recipe trains on the plain images first (experiments/dino.py; this run: kNN 80.9%
-# at init -> 89.6%, RankMe 7.1).
+# the mark must go). Empty since DINO's digits recipe trains on the plain images first
+# (experiments/dino.py; this run: kNN 80.9% at init -> 89.6%, RankMe 7.1).
 KNOWN_FAILURES: dict[str, str] = {}
 
 
@@ -69,9 +67,7 @@ def _run_length_settings(name: str, epochs: float) -> dict:
   is on for the same share of it as in the default."""
   scale = epochs / 80.0
   return {
-      "dino": {"input.plain_view_epochs": 32.0 * scale},  # Plain images first: 40% of the run.
       "halp": {"halp.start_epoch": 40.0 * scale},  # Hallucinated positives: second half.
-      "myow": {"input.plain_view_epochs": 32.0 * scale},  # As DINO's.
       "trust_ssl": {"trust_ssl.sel_start_epoch": 40.0 * scale,  # Selection ramp: 40 -> 60.
                     "trust_ssl.sel_end_epoch": 60.0 * scale,
                     "trust_ssl.lambda_min_epochs": 80.0 * scale},
@@ -94,7 +90,10 @@ def learning_config(name: str, data_dir: str):
   c.eval.rankme_every_steps = c.total_steps // 2  # Collapse metrics logged during training too.
   c.eval.at_init = True
   steps_per_epoch = digits.NUM_TRAIN // BATCH
-  c.update_from_flattened_dict(_run_length_settings(name, c.total_steps / steps_per_epoch))
+  epochs = c.total_steps / steps_per_epoch
+  # A recipe's plain-image phase (DINO's, MYOW's) keeps its share of the run.
+  c.input.plain_view_epochs *= epochs / 80.0
+  c.update_from_flattened_dict(_run_length_settings(name, epochs))
   return c
 
 
