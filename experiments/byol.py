@@ -8,9 +8,10 @@ Variants (the argument after the colon; combine with commas):
 
   Width-8 ResNet-18 (CIFAR stem) on the shipped 8x8 digits at 16 px, 80 epochs of batch 256,
   projector 512 -> 128, predictor 512 -> 128, EMA momentum 0.99 -> 1, SGD (momentum 0.9) lr 0.5
-  with the predictor at a constant LR (as SimSiam's digits recipe). Reaches 94.7% linear / 90.2%
-  kNN (k=20) top-1, RankMe 21.0, in 2m38s (one seed, 2-core CPU, 1 device; SimCLR's default:
-  96.7% / 94.2%, README). No published number exists for this data. The predictor's constant LR
+  with the predictor at a constant LR (as SimSiam's digits recipe). Reaches 95.8% linear / 90.2%
+  kNN (k=20) top-1, RankMe 20.7, in 2m23s (the README's digits table at ee9be52: one seed,
+  2-core CPU, 1 device; SimCLR's default there: 96.0% / 93.3%; 94.7% / 90.2% at an earlier commit
+  and machine). No published number exists for this data. The predictor's constant LR
   is what makes BYOL learn here: with it decayed with the rest (the earlier LARS lr 1.0 recipe)
   the default reached 77.3% / 61.8%, below the untrained network's kNN.
 

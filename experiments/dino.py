@@ -12,7 +12,8 @@ Variants (the argument after the colon; combine with commas):
   momentum 0.99 -> 1, 80 epochs of batch 256, and **the plain images for the first 32 epochs**
   (``input.plain_view_epochs=32``: the whole digit, no crop or jitter), the augmented crops after.
   No published number exists for this data. One run (2-core CPU, 2m35s, stop 30): linear 93.3%,
-  kNN 89.1%, RankMe 25.8 (SimCLR's default: 96.7% / 94.2%; the untrained network ~80% kNN).
+  kNN 89.1%, RankMe 25.8, the same in the README's digits table at ee9be52 (SimCLR's default
+  there: 96.0% / 93.3%; the untrained network ~80% kNN).
   Why: through a random network the two augmented crops of a digit barely agree (item 4), so
   DINO trained on them from step 1 falls into the uniform collapse; on the plain images the
   student can predict the teacher, and DINO's self-distillation sorts the digits (teacher

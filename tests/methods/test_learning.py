@@ -270,7 +270,8 @@ def _rows(workdir):
 # one used) and 90.0% / 84.4% / 9.8 from main.py in a 1-device process (float32 rounding differs
 # with the XLA client's device count, and this run amplifies it; the README records 92.4-96.7%
 # linear across earlier versions); simclr 96.0% / 94.0% / 32.9 and vicreg 99.1% / 98.9% / 49.5 here
-# (96.7% / 94.2% / 32.3 and 98.0% / 97.8% / 52.3 in the README's earlier table). Each floor sits
+# (96.7% / 94.2% / 32.3 and 98.0% / 97.8% / 52.3 in an earlier README table; 96.0% / 93.3% / 33.6
+# and 98.4% / 99.1% / 52.5 from main.py at ee9be52, the README's digits table). Each floor sits
 # about 5 points (RankMe: about a third) below the lowest of these.
 FULL_DEFAULT_FLOORS = {
     "barlow": (0.85, 0.79, 6.0),
