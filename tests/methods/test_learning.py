@@ -68,6 +68,7 @@ def _run_length_settings(name: str, epochs: float) -> dict:
   scale = epochs / 80.0
   return {
       "halp": {"halp.start_epoch": 40.0 * scale},  # Hallucinated positives: second half.
+      "simsiam": {"optim.warmup_epochs": 40.0 * scale},  # Warm-up: the first half.
       "trust_ssl": {"trust_ssl.sel_start_epoch": 40.0 * scale,  # Selection ramp: 40 -> 60.
                     "trust_ssl.sel_end_epoch": 60.0 * scale,
                     "trust_ssl.lambda_min_epochs": 80.0 * scale},
