@@ -1,6 +1,7 @@
 """python -m ssljax.tools.compare: method discovery, the table, reuse of finished runs, errors."""
 
 import json
+import os
 
 from ssljax.tools import compare
 
@@ -68,6 +69,35 @@ def test_image_sets_get_one_table_each_from_the_methods_data_recipes(tmp_path, c
                        f"--workdir={tmp_path}"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "ucr:GunPoint" in err[0] and "fashion_mnist_local" in err[0]
+
+
+def test_image_seeds_reuse_seed_zeros_folder_and_show_mean_and_spread(tmp_path, monkeypatch):
+  # --seeds on image sets: seed 0 in the folder a one-seed table uses, seed N in seed<N>/; each
+  # cell the mean ± population std over the seeds, here of 90% and 80% linear: 85.0 ± 5.0.
+  seeds_built = []
+  real = compare.train_or_reuse
+
+  def reuse_only(label, workdir, build_config, **kw):
+    seeds_built.append((os.path.relpath(workdir, tmp_path), build_config().seed))
+    return real(label, workdir, build_config, **kw)
+
+  monkeypatch.setattr(compare, "train_or_reuse", reuse_only)
+  for folder, top1, rankme in (("mnist5k/simclr", 0.9, 30.0), ("mnist5k/seed1/simclr", 0.8, 20.0)):
+    (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / folder / "results.json").write_text(json.dumps(
+        {"linear_top1": top1, "knn_top1": 0.5, "rankme": rankme, "wall_time_s": 60}))
+  assert compare.main(["--methods=simclr", "--data=mnist5k", "--seeds=0,1",
+                       f"--workdir={tmp_path}"]) == 0
+  assert seeds_built == [("mnist5k/simclr", 0), ("mnist5k/seed1/simclr", 1)]
+  text = (tmp_path / "compare_mnist5k.md").read_text()
+  assert "| simclr | 85.0% ± 5.0 | 50.0% ± 0.0 | 25.0 ± 5.0 | 1m00s |" in text, text
+  assert "seeds [0, 1]" in text
+  (row,) = json.loads((tmp_path / "compare_mnist5k.json").read_text())
+  assert [r["linear_top1"] for r in row["per_seed"]] == [0.9, 0.8]
+  # One seed: the table as without --seeds.
+  assert compare.main(["--methods=simclr", "--data=mnist5k", f"--workdir={tmp_path}"]) == 0
+  one = (tmp_path / "compare_mnist5k.md").read_text()
+  assert "| simclr | 90.0% | 50.0% | 30.0 | 1m00s |" in one and "±" not in one
 
 
 def test_recommenders_get_the_ranking_columns(tmp_path, capsys):

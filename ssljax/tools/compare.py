@@ -30,6 +30,11 @@ Image sets: ``--data`` runs each method's recipe for each named set (``data=<set
     python -m ssljax.compare --methods=simclr,byol,barlow --data=mnist5k,fashion_mnist_local \
         --workdir=/tmp/gray28
 
+With ``--seeds`` (e.g. ``--seeds=0,1,2``) each method runs once per seed and each cell is the mean
+± the standard deviation over the seeds (the per-seed results are in ``compare_<set>.json``).
+Seed 0 is the recipe's own run, in the same folder as without ``--seeds`` (so a one-seed table's
+runs are reused); seed N runs in ``<workdir>/<set>/seed<N>/<method>``.
+
 Time series: ``--data`` lists data sets (UCR/UEA names) and ``--seeds`` the seeds; each method
 then runs on each set with each seed, and the table has one row per data set: each method's SVM
 top-1 (the protocol of ``ssljax.evals.svm``) as the mean and spread over the seeds, the raw-series
@@ -233,13 +238,19 @@ IMAGE_SETS = ("digits", "mnist5k", "fashion_mnist_local", "cifar10", "cifar100",
 
 
 def image_compare(chosen: list[str], args) -> int:
-  """``--data`` naming image sets: every method's ``data=<set>`` recipe; one table per set, in
-  ``<workdir>/<set>/<method>`` and ``<workdir>/compare_<set>.md``."""
+  """``--data`` naming image sets: every method's ``data=<set>`` recipe for every seed of
+  ``--seeds``; one table per set, in ``<workdir>/<set>/[seed<N>/]<method>`` and
+  ``<workdir>/compare_<set>.md``."""
   names = [d.strip() for d in args.data.split(",") if d.strip()]
   unknown = [n for n in names if n not in IMAGE_SETS]
   if unknown:
     print(f"error: --data={args.data!r}: {unknown} are not image sets; choose from {IMAGE_SETS} "
           "(one kind of data per command)", file=sys.stderr)
+    return 2
+  seeds = _seeds(args.seeds)
+  if not seeds:
+    if seeds is not None:
+      print(f"error: --seeds={args.seeds!r}: give at least one seed", file=sys.stderr)
     return 2
   code = 0
   for name in names:
@@ -248,16 +259,68 @@ def image_compare(chosen: list[str], args) -> int:
     for entry in chosen:
       method, variant = _split_entry(entry)
       arg = ",".join(a for a in (f"data={name}", variant, args.config_arg) if a)
-      try:
-        rows.append(run_one(f"{method}:{arg}", "", os.path.join(args.workdir, name,
-                                                                  _folder(entry)),
-                            rerun=args.rerun) | {"method": entry})
-      except UserError as e:
-        print(f"[{entry} on {name}] error: {e}", file=sys.stderr, flush=True)
-        rows.append({"method": entry, "error": str(e)})
-    code = max(code, write_report(args.workdir, f"compare_{name}", table(rows), rows, rows=rows,
+      runs = []
+      for seed in seeds:
+        # Seed 0 is the recipe's own run: its folder is the one a run without --seeds uses.
+        folder = os.path.join(args.workdir, name, *([f"seed{seed}"] if seed else []),
+                              _folder(entry))
+
+        def build(arg=arg, seed=seed, method=method):
+          config = importlib.import_module(f"experiments.{method}").get_config(arg)
+          config.seed = seed
+          return config
+
+        label = f"{entry} on {name}" + (f" seed {seed}" if len(seeds) > 1 else "")
+        try:
+          runs.append(train_or_reuse(label, folder, build, rerun=args.rerun,
+                                     what=f"experiments/{method}.py:{arg} seed={seed}"))
+        except UserError as e:
+          print(f"[{label}] error: {e}", file=sys.stderr, flush=True)
+          runs = [{"error": str(e)}]
+          break
+      rows.append(_seed_row(entry, seeds, runs))
+    text = table(rows) if len(seeds) == 1 else seed_table(rows, seeds)
+    code = max(code, write_report(args.workdir, f"compare_{name}", text, rows, rows=rows,
                                   what=f"methods on {name}", start=start))
   return code
+
+
+def _seed_row(entry: str, seeds: list[int], runs: list[dict]) -> dict:
+  """One table row: the column values of one seed's results, or their means (and, under
+  ``per_seed``, each seed's values and under ``std`` the spread) over several seeds."""
+  if "error" in runs[0]:
+    return {"method": entry, "error": runs[0]["error"]}
+  if len(runs) == 1:
+    return {"method": entry, **{k: runs[0].get(k) for k, _ in COLUMNS}}
+  row = {"method": entry, "seeds": seeds, "std": {}, "per_seed": []}
+  for k, _ in COLUMNS:
+    values = [r.get(k) for r in runs]
+    if any(v is None for v in values):
+      row[k] = None
+      continue
+    row[k] = sum(values) / len(values)
+    row["std"][k] = (sum((v - row[k]) ** 2 for v in values) / len(values)) ** 0.5
+  row["per_seed"] = [{k: r.get(k) for k, _ in COLUMNS if r.get(k) is not None} for r in runs]
+  return row
+
+
+def seed_table(rows: list[dict], seeds: list[int]) -> str:
+  """:func:`table` of rows with means over ``seeds``, each cell followed by ± the spread."""
+  def spread(key, row):
+    std = row.get("std", {}).get(key)
+    if std is None or key == "wall_time_s":
+      return ""
+    return f" ± {std:.1f}" if key == "rankme" else f" ± {100 * std:.1f}"
+
+  lines = table(rows).splitlines()
+  columns = [(key, title) for key, title in COLUMNS
+             if key not in OPTIONAL or any(r.get(key) is not None for r in rows)]
+  for i, row in enumerate(rows):
+    if "error" not in row:
+      cells = [_format(key, row.get(key)) + spread(key, row) for key, _ in columns]
+      lines[i + 2] = f"| {row['method']} | " + " | ".join(cells) + " |"
+  return "\n".join(lines) + (f"\n\nMean ± standard deviation over seeds {seeds} (wall time: "
+                             "the mean of one run).")
 
 
 def _safe(text: str) -> str:
