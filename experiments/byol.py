@@ -79,6 +79,9 @@ def get_config(arg=None) -> mlc.ConfigDict:
     # help; 0.99 and 1e-5 stay.
     c.optim = common.sgd(lr=0.5, weight_decay=1e-5, warmup_epochs=5.0,
                          constant_lr_params=PREDICTOR)
+    # The plain images for the first 32 of 80 epochs, augmented views after (as DINO's and
+    # MYOW's digits recipes): seeds 0-2 went from 93.8% / 87.9% to 94.7% / 92.3% (the docstring).
+    c.input.plain_view_epochs = 32.0
   elif arg.data in ("cifar10", "cifar100"):
     common.two_views(c, size, **asym)
     c.projector = common.mlp((4096,), 256)
@@ -95,4 +98,5 @@ def get_config(arg=None) -> mlc.ConfigDict:
   common.fit_demo_epochs(c)
   if arg.runlocal:
     common.runlocal(c)
+    c.input.plain_view_epochs = 0.0  # Its few steps run the augmented views.
   return c
