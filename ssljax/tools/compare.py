@@ -124,8 +124,9 @@ def _format(key: str, value) -> str:
   return f"{100 * value:.1f}%"
 
 
-def table(rows: list[dict]) -> str:
-  """A Markdown table of ``rows`` (each ``{"method": ..., <COLUMNS keys>...}``)."""
+def table(rows: list[dict], suffix=lambda key, row: "") -> str:
+  """A Markdown table of ``rows`` (each ``{"method": ..., <COLUMNS keys>...}``); ``suffix(key,
+  row)`` is appended to each cell (the spread over seeds in :func:`seed_table`)."""
   columns = [(key, title) for key, title in COLUMNS
              if key not in OPTIONAL or any(r.get(key) is not None for r in rows)]
   lines = ["| method | " + " | ".join(title for _, title in columns) + " |",
@@ -134,7 +135,7 @@ def table(rows: list[dict]) -> str:
     if "error" in row:
       cells = [f"failed: {row['error']}"] + [""] * (len(columns) - 1)
     else:
-      cells = [_format(key, row.get(key)) for key, _ in columns]
+      cells = [_format(key, row.get(key)) + suffix(key, row) for key, _ in columns]
     lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
@@ -312,14 +313,7 @@ def seed_table(rows: list[dict], seeds: list[int]) -> str:
       return ""
     return f" ± {std:.1f}" if key == "rankme" else f" ± {100 * std:.1f}"
 
-  lines = table(rows).splitlines()
-  columns = [(key, title) for key, title in COLUMNS
-             if key not in OPTIONAL or any(r.get(key) is not None for r in rows)]
-  for i, row in enumerate(rows):
-    if "error" not in row:
-      cells = [_format(key, row.get(key)) + spread(key, row) for key, _ in columns]
-      lines[i + 2] = f"| {row['method']} | " + " | ".join(cells) + " |"
-  return "\n".join(lines) + (f"\n\nMean ± standard deviation over seeds {seeds} (wall time: "
+  return table(rows, spread) + (f"\n\nMean ± standard deviation over seeds {seeds} (wall time: "
                              "the mean of one run).")
 
 
