@@ -112,6 +112,10 @@ def get_config(arg=None) -> mlc.ConfigDict:
     c.projector_m = common.mlp((512,), 32)
     c.predictor_m = common.mlp((512,), 32)
     c.myow.warmup_epochs, c.myow.rampup_epochs = 10.0, 11.0
+    # The official CIFAR script ramps the mined weight to 1.0. Here a mined pair shares the digit
+    # only 70-85% of the time (a pool of 256 small images), and at weight 1 the wrong ones cost
+    # kNN accuracy; at 0.3 the mean over seeds 0-2 is at BYOL's (the docstring has the runs).
+    c.myow.max_weight = 0.3
     # As DINO's digits recipe: the plain images for the first 40% of the run, then the augmented
     # views (input.plain_view_epochs; the docstring has the runs).
     c.input.plain_view_epochs = 32.0
