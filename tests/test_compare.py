@@ -3,6 +3,8 @@
 import json
 import os
 
+import pytest
+
 from ssljax.tools import compare
 
 
@@ -137,3 +139,50 @@ def test_interaction_sets_get_one_row_per_method_with_seed_spread(tmp_path, caps
   assert "| ml-latest-small | bpr |" in out and out.count("0.1761 / 0.1674") == 1
   assert "| lastfm | popularity | 0.0700 | 0.0600 | 0.0710 | 0.0650 |" in out
   assert (tmp_path / "compare_rec.md").exists()
+
+
+def test_config_overrides_reach_every_run_typed_as_their_field(tmp_path, monkeypatch):
+  # --config-override=KEY=VALUE sets the field after the variant is built, parsed as the field's
+  # type ("12" for an int field is 12, not "12"), in every method's run.
+  from ssljax import train
+
+  trained = {}
+
+  def fake_train(config, workdir):
+    trained[os.path.basename(workdir)] = (config.input.data.path, config.total_steps,
+                                          config.input.data.name)
+    return {"linear_top1": 0.5, "knn_top1": 0.5, "rankme": 2.0, "wall_time_s": 1}
+
+  monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+  assert compare.main(["--methods=simclr,byol", "--data=fashion_mnist_local",
+                       "--config-override=input.data.path=/data/fm",
+                       "--config-override=total_steps=12", f"--workdir={tmp_path}"]) == 0
+  assert trained == {m: ("/data/fm", 12, "fashion_mnist_local") for m in ("simclr", "byol")}
+
+
+def test_a_bad_override_stops_before_training_with_one_line(tmp_path, capsys, monkeypatch):
+  from ssljax import train
+
+  monkeypatch.setattr(train, "train_and_evaluate", lambda *a: pytest.fail("trained"))
+  for flag, words in (("input.data.pth=/x", ("input.data.pth", "input.data.path")),
+                      ("total_steps=many", ("total_steps", "'many'"))):
+    assert compare.main(["--methods=simclr", f"--config-override={flag}",
+                         f"--workdir={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and all(w in err[0] for w in words), err
+  assert not (tmp_path / "out").exists()
+
+
+def test_a_finished_run_without_the_overridden_value_is_not_reused(tmp_path, capsys):
+  folder = tmp_path / "simclr"
+  folder.mkdir()
+  (folder / "results.json").write_text(json.dumps({"linear_top1": 0.9, "wall_time_s": 1}))
+  (folder / "config.json").write_text(json.dumps({"total_steps": 400}))
+  assert compare.main(["--methods=simclr", "--config-override=total_steps=12",
+                       f"--workdir={tmp_path}"]) == 1
+  err = capsys.readouterr().err
+  assert "total_steps=400, not 12" in err and "--rerun" in err
+  # The same value as the finished run's: reused.
+  assert compare.main(["--methods=simclr", "--config-override=total_steps=400",
+                       f"--workdir={tmp_path}"]) == 0
+  assert "| simclr | 90.0% |" in capsys.readouterr().out

@@ -35,6 +35,17 @@ With ``--seeds`` (e.g. ``--seeds=0,1,2``) each method runs once per seed and eac
 Seed 0 is the recipe's own run, in the same folder as without ``--seeds`` (so a one-seed table's
 runs are reused); seed N runs in ``<workdir>/<set>/seed<N>/<method>``.
 
+``--config-override=KEY=VALUE`` (repeatable) sets a config field in every run after its variant
+is built, typed as the field (as ``main.py``'s ``--config.KEY=VALUE``), e.g. Fashion-MNIST's IDX
+files somewhere other than Debian's folder::
+
+    python -m ssljax.compare --methods=simclr,byol --data=fashion_mnist_local \
+        --config-override=input.data.path=/data/fashion-mnist --workdir=/tmp/fm
+
+Every method's config is checked before anything trains (an unknown field or a value of the wrong
+type stops the command with one line). A finished run is reused only if its ``config.json`` has
+the overridden values; otherwise that method reports an error (``--rerun`` trains it again).
+
 Time series: ``--data`` lists data sets (UCR/UEA names) and ``--seeds`` the seeds; each method
 then runs on each set with each seed, and the table has one row per data set: each method's SVM
 top-1 (the protocol of ``ssljax.evals.svm``) as the mean and spread over the seeds, the raw-series
@@ -55,7 +66,7 @@ import shutil
 import sys
 import time
 
-from ssljax.errors import UserError
+from ssljax.errors import ConfigError, UserError
 
 COLUMNS = (("linear_top1", "linear top-1"), ("init_linear_top1", "at init"),
            ("knn_top1", "kNN top-1"), ("init_knn_top1", "at init"),
@@ -153,21 +164,25 @@ def _folder(entry: str) -> str:
   return method + "-" + "".join(c if c.isalnum() or c in "._" else "-" for c in variant)
 
 
-def run_one(entry: str, config_arg: str, workdir: str, *, rerun: bool) -> dict:
+def run_one(entry: str, config_arg: str, workdir: str, *, rerun: bool,
+            overrides: list[str] = ()) -> dict:
   """Trains and evaluates one ``method[:variant]`` (or reads its finished results); a table row."""
   method, variant = _split_entry(entry)
   config_arg = ",".join(a for a in (variant, config_arg) if a)
   results = train_or_reuse(
       entry, workdir,
       lambda: importlib.import_module(f"experiments.{method}").get_config(config_arg or None),
-      rerun=rerun, what=f"experiments/{method}.py:{config_arg}")
+      rerun=rerun, what=f"experiments/{method}.py:{config_arg}", overrides=overrides)
   return {"method": entry, **{k: results.get(k) for k, _ in COLUMNS}}
 
 
-def train_or_reuse(label: str, workdir: str, build_config, *, rerun: bool, what: str) -> dict:
-  """``results.json`` of ``workdir`` when a finished run is there, else trains ``build_config()``.
+def train_or_reuse(label: str, workdir: str, build_config, *, rerun: bool, what: str,
+                   overrides: list[str] = ()) -> dict:
+  """``results.json`` of ``workdir`` when a finished run is there, else trains ``build_config()``
+  with ``overrides`` (``KEY=VALUE`` texts of ``--config-override``) applied.
 
-  ``rerun`` deletes the folder first. An unfinished run in the folder is resumed.
+  ``rerun`` deletes the folder first. An unfinished run in the folder is resumed. A finished run
+  whose ``config.json`` lacks an override's value is a ConfigError, not reused.
   """
   from ssljax import train
 
@@ -175,12 +190,63 @@ def train_or_reuse(label: str, workdir: str, build_config, *, rerun: bool, what:
   if rerun and os.path.isdir(workdir):
     shutil.rmtree(workdir)
   if os.path.exists(results_path):
+    if overrides:
+      _check_reused(workdir, _configured(build_config, overrides), overrides)
     print(f"[{label}] reusing {results_path} (--rerun trains again)", flush=True)
     with open(results_path) as f:
       return json.load(f)
-  config = build_config()
+  config = _configured(build_config, overrides)
   print(f"[{label}] training: {what} -> {workdir}", flush=True)
   return train.train_and_evaluate(config, workdir)
+
+
+def _configured(build_config, overrides: list[str]):
+  """``build_config()`` with each ``--config-override`` applied (typed as its field)."""
+  from ssljax.tools import select  # select imports this module.
+
+  config = build_config()
+  select.apply_overrides(config, list(overrides))
+  return config
+
+
+def _check_reused(workdir: str, config, overrides: list[str]) -> None:
+  """Raises ConfigError unless ``workdir/config.json`` holds each overridden field's value."""
+  path = os.path.join(workdir, "config.json")
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, ValueError):
+    saved = {}
+  for item in overrides:
+    key = item.partition("=")[0].strip()
+    want, have = config, saved
+    for part in key.split("."):
+      want = want[part]
+      have = have.get(part) if isinstance(have, dict) else None
+    want = json.loads(json.dumps(want))  # Tuples as config.json stores them (lists).
+    if have != want:
+      raise ConfigError(f"{workdir} holds a finished run with {key}={have!r}, not {want!r} "
+                        "(--config-override); pass --rerun to train it again, or another "
+                        "--workdir")
+
+
+def _check_overrides(chosen: list[str], args) -> str | None:
+  """The first ``--config-override`` that some method's config refuses, as an error line."""
+  from ssljax.tools import select  # select imports this module.
+
+  first = args.data.split(",")[0].partition("=")[0].strip() if args.data else ""
+  for entry in chosen:
+    method, variant = _split_entry(entry)
+    arg = ",".join(a for a in (f"data={first}" if first else "", variant, args.config_arg) if a)
+    try:
+      config = importlib.import_module(f"experiments.{method}").get_config(arg or None)
+    except UserError:
+      continue  # The method's own run reports its bad variant.
+    try:
+      select.apply_overrides(config, args.config_override)
+    except ConfigError as e:
+      return f"error: {entry}: {e}"
+  return None
 
 
 def main(argv=None) -> int:
@@ -199,6 +265,9 @@ def main(argv=None) -> int:
                       "time series (ucr:<Name>, uea:<Name>: one row per set) or interaction sets")
   parser.add_argument("--seeds", default="0",
                       help="with --data: comma-separated seeds (mean and spread over them)")
+  parser.add_argument("--config-override", action="append", default=[], metavar="KEY=VALUE",
+                      help="a config field set in every run, e.g. input.data.path=/data/fm "
+                      "(repeatable)")
   args = parser.parse_args(argv)
 
   known = experiment_methods()
@@ -211,6 +280,11 @@ def main(argv=None) -> int:
     print(f"error: --methods={args.methods!r}: unknown {unknown}; choose from {known} or 'all'",
           file=sys.stderr)
     return 2
+  if args.config_override:
+    error = _check_overrides(chosen, args)
+    if error:
+      print(error, file=sys.stderr)
+      return 2
   if args.data:
     from ssljax.data import interactions  # pylint: disable=import-outside-toplevel
 
@@ -225,7 +299,7 @@ def main(argv=None) -> int:
   for method in chosen:
     try:
       rows.append(run_one(method, args.config_arg, os.path.join(args.workdir, _folder(method)),
-                          rerun=args.rerun))
+                          rerun=args.rerun, overrides=args.config_override))
     except UserError as e:  # One method's bad setting should not hide the others' results.
       print(f"[{method}] error: {e}", file=sys.stderr, flush=True)
       rows.append({"method": method, "error": str(e)})
@@ -274,7 +348,8 @@ def image_compare(chosen: list[str], args) -> int:
         label = f"{entry} on {name}" + (f" seed {seed}" if len(seeds) > 1 else "")
         try:
           runs.append(train_or_reuse(label, folder, build, rerun=args.rerun,
-                                     what=f"experiments/{method}.py:{arg} seed={seed}"))
+                                     what=f"experiments/{method}.py:{arg} seed={seed}",
+                                     overrides=args.config_override))
         except UserError as e:
           print(f"[{label}] error: {e}", file=sys.stderr, flush=True)
           runs = [{"error": str(e)}]
@@ -348,7 +423,8 @@ def series_compare(chosen: list[str], args) -> int:
 
         try:
           results = train_or_reuse(f"{entry} {name} seed {seed}", folder, build, rerun=args.rerun,
-                                   what=f"experiments/{method}.py:{arg} seed={seed}")
+                                   what=f"experiments/{method}.py:{arg} seed={seed}",
+                                   overrides=args.config_override)
         except UserError as e:
           print(f"[{entry} {name}] error: {e}", file=sys.stderr, flush=True)
           results, failed = {"error": str(e)}, True
@@ -449,7 +525,8 @@ def rec_compare(chosen: list[str], args) -> int:
         try:
           runs.append(train_or_reuse(f"{entry} {name} seed {seed}", folder, build,
                                      rerun=args.rerun,
-                                     what=f"experiments/{method}.py:{arg} seed={seed}"))
+                                     what=f"experiments/{method}.py:{arg} seed={seed}",
+                                     overrides=args.config_override))
         except UserError as e:
           print(f"[{entry} {name}] error: {e}", file=sys.stderr, flush=True)
           runs.append({"error": str(e)})
