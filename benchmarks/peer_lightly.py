@@ -106,6 +106,9 @@ def ssljax_config(method: str, *, width: int, batch: int, epochs: float, lr: flo
         **{**common.GRAY28_VIEWS["fashion_mnist_local"], "blur_prob": 0.0,
            "solarize_prob": solarize})
   c.input.views = mlc.ConfigDict(views)
+  # lightly augments from the first step; a recipe's plain-image phase (BYOL's digits default has
+  # 32 epochs of it, more than the whole run here) would leave ssljax's views unaugmented.
+  c.input.plain_view_epochs = 0.0
   c.encoder = common.encoder(dict(name="resnet18", stem="cifar", width=width,
                                   zero_init_residual=False))
   c.input.batch_size = batch

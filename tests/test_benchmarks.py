@@ -161,6 +161,7 @@ def test_peer_lightly_configs_share_the_settings(method, solarize):
       "sgd", 0.06, 0.9, 5e-4)
   assert c.optim.warmup_epochs == 0.0 and c.optim.min_lr_ratio == 0.0
   assert c.input.image_size == 28 and sorted(c.input.views) == ["view1", "view2"]
+  assert c.input.plain_view_epochs == 0.0  # Augmented from the first step, as lightly's side.
   for view, solar in zip((c.input.views.view1, c.input.views.view2), solarize, strict=True):
     assert view.size == 28 and tuple(view.crop_scale) == (0.2, 1.0) and view.flip_prob == 0.5
     assert view.blur_prob == 0.0 and view.solarize_prob == solar
