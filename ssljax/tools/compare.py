@@ -191,39 +191,36 @@ def train_or_reuse(label: str, workdir: str, build_config, *, rerun: bool, what:
     shutil.rmtree(workdir)
   if os.path.exists(results_path):
     if overrides:
-      _check_reused(workdir, _configured(build_config, overrides), overrides)
+      _check_reused(workdir, _configured(build_config, overrides)[1])
     print(f"[{label}] reusing {results_path} (--rerun trains again)", flush=True)
     with open(results_path) as f:
       return json.load(f)
-  config = _configured(build_config, overrides)
+  config, _ = _configured(build_config, overrides)
   print(f"[{label}] training: {what} -> {workdir}", flush=True)
   return train.train_and_evaluate(config, workdir)
 
 
 def _configured(build_config, overrides: list[str]):
-  """``build_config()`` with each ``--config-override`` applied (typed as its field)."""
+  """``build_config()`` with each ``--config-override`` applied (typed as its field), and the
+  ``{key: value}`` it set."""
   from ssljax.tools import select  # select imports this module.
 
   config = build_config()
-  select.apply_overrides(config, list(overrides))
-  return config
+  return config, select.apply_overrides(config, list(overrides))
 
 
-def _check_reused(workdir: str, config, overrides: list[str]) -> None:
+def _check_reused(workdir: str, applied: dict) -> None:
   """Raises ConfigError unless ``workdir/config.json`` holds each overridden field's value."""
-  path = os.path.join(workdir, "config.json")
   try:
-    with open(path) as f:
+    with open(os.path.join(workdir, "config.json")) as f:
       saved = json.load(f)
   except (OSError, ValueError):
     saved = {}
-  for item in overrides:
-    key = item.partition("=")[0].strip()
-    want, have = config, saved
+  for key, value in applied.items():
+    have = saved
     for part in key.split("."):
-      want = want[part]
       have = have.get(part) if isinstance(have, dict) else None
-    want = json.loads(json.dumps(want))  # Tuples as config.json stores them (lists).
+    want = json.loads(json.dumps(value))  # Tuples as config.json stores them (lists).
     if have != want:
       raise ConfigError(f"{workdir} holds a finished run with {key}={have!r}, not {want!r} "
                         "(--config-override); pass --rerun to train it again, or another "
