@@ -67,12 +67,13 @@ ENCODERS = common.TABLE_ENCODERS
 
 def get_config(arg=None) -> mlc.ConfigDict:
   """Returns the SCARF config for the variant in ``arg`` (see the module docstring)."""
-  arg = common.parse_arg(arg, data="sklearn:digits", encoder="mlp", runlocal=False)
+  arg = common.parse_arg(arg, data="sklearn:digits", diamonds=False, encoder="mlp",
+                         runlocal=False)
   if arg.encoder not in ENCODERS:
     raise ConfigError(f"config argument encoder={arg.encoder!r} is unknown; choose from {ENCODERS}")
   c = common.base_config()
   c.method = "scarf"
-  common.set_table_data(c, arg.data)
+  common.set_table_data(c, common.table_name(arg, "sklearn:digits"))
   c.total_epochs = 200.0
   c.input.batch_size = 128
   # Every field of both encoders, so --config.encoder.name=... switches without new keys.
@@ -81,6 +82,9 @@ def get_config(arg=None) -> mlc.ConfigDict:
   if arg.encoder == "ft_transformer":
     c.encoder.update(dict(width=32, depth=1, heads=4, ffn=64, dropout=0.1))
     c.total_epochs = 50.0
+  if arg.diamonds:  # 43,152 training rows: 3 epochs are 1011 steps of the paper's batch.
+    c.input.data.target = common.DIAMONDS_TARGET
+    c.total_epochs = 3.0
   c.projector = common.mlp((256,), 256, hidden_bn=False)
   c.scarf = mlc.ConfigDict(dict(
       corruption_rate=0.6,

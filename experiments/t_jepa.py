@@ -76,15 +76,19 @@ Variants (the argument after the colon; combine with commas):
 import ml_collections as mlc
 
 from experiments import common
+from ssljax.errors import ConfigError
 
 
 def get_config(arg=None) -> mlc.ConfigDict:
   """Returns the T-JEPA config for the variant in ``arg`` (see the module docstring)."""
-  arg = common.parse_arg(arg, data="sklearn:breast_cancer", reference=False, standardized=False,
-                         runlocal=False)
+  arg = common.parse_arg(arg, data="sklearn:breast_cancer", diamonds=False, reference=False,
+                         standardized=False, runlocal=False)
+  if arg.diamonds and arg.reference:
+    raise ConfigError("config arguments 'diamonds' and 'reference' exclude each other (the "
+                      "reference is Jannis's launch script); drop one")
   c = common.base_config()
   c.method = "t_jepa"
-  common.set_table_data(c, arg.data)
+  common.set_table_data(c, common.table_name(arg, "sklearn:breast_cancer"))
   # The official argparse defaults (t_jepa.md "Default hyperparameters").
   c.encoder = common.encoder(dict(name="ft_transformer", width=64, depth=4, heads=8, ffn=256,
                                   dropout=0.1, n_reg=1, pos_base=100.0, pos_scale=1.0))
@@ -113,6 +117,13 @@ def get_config(arg=None) -> mlc.ConfigDict:
     c.eval.batch_size = 1024
     c.eval.max_train_samples = 50_000
     c.checkpoint_every_steps = 2000
+  if arg.diamonds:
+    # 43,152 training rows: batch 512 (the launch script's) and 5 epochs (420 steps, as the
+    # default's), 1 of them warm-up.
+    c.input.data.target = common.DIAMONDS_TARGET
+    c.input.batch_size = 512
+    c.total_epochs = 5.0
+    c.optim.warmup_epochs = 1.0
   if arg.standardized:
     # ssljax's two options (ssljax/methods/t_jepa.py): no fixed positions, targets standardised
     # over the batch's rows; lr 1e-3 (the official default's start_lr) as measured with them.

