@@ -186,3 +186,23 @@ def test_a_finished_run_without_the_overridden_value_is_not_reused(tmp_path, cap
   assert compare.main(["--methods=simclr", "--config-override=total_steps=400",
                        f"--workdir={tmp_path}"]) == 0
   assert "| simclr | 90.0% |" in capsys.readouterr().out
+
+
+def test_a_finished_run_of_another_config_arg_is_not_reused(tmp_path, capsys):
+  # A folder that holds SimCLR's default run (its config.json as train.py writes it): asking for
+  # the runlocal variant (batch 16, 6 steps) must not report the default's numbers.
+  from experiments import simclr
+
+  folder = tmp_path / "simclr"
+  folder.mkdir()
+  (folder / "results.json").write_text(json.dumps({"linear_top1": 0.9, "wall_time_s": 1}))
+  (folder / "config.json").write_text(simclr.get_config().to_json_best_effort())
+  assert compare.main(["--methods=simclr", "--config-arg=runlocal",
+                       f"--workdir={tmp_path}"]) == 1
+  err = capsys.readouterr().err
+  batch = simclr.get_config().input.batch_size
+  assert f"with input.batch_size={batch}, not 16 (this command's config)" in err, err
+  assert "--rerun" in err
+  # The run it holds: reused.
+  assert compare.main(["--methods=simclr", f"--workdir={tmp_path}"]) == 0
+  assert "| simclr | 90.0% |" in capsys.readouterr().out

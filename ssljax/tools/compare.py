@@ -182,7 +182,9 @@ def train_or_reuse(label: str, workdir: str, build_config, *, rerun: bool, what:
   with ``overrides`` (``KEY=VALUE`` texts of ``--config-override``) applied.
 
   ``rerun`` deletes the folder first. An unfinished run in the folder is resumed. A finished run
-  whose ``config.json`` lacks an override's value is a ConfigError, not reused.
+  whose ``config.json`` lacks an override's value, or differs from ``build_config()`` in one of
+  :data:`RUN_IDENTITY` (another ``--config-arg``, seed or recipe length), is a ConfigError, not
+  reused.
   """
   from ssljax import train
 
@@ -190,8 +192,8 @@ def train_or_reuse(label: str, workdir: str, build_config, *, rerun: bool, what:
   if rerun and os.path.isdir(workdir):
     shutil.rmtree(workdir)
   if os.path.exists(results_path):
-    if overrides:
-      _check_reused(workdir, _configured(build_config, overrides)[1])
+    config, applied = _configured(build_config, overrides)
+    _check_reused(workdir, applied, config)
     print(f"[{label}] reusing {results_path} (--rerun trains again)", flush=True)
     with open(results_path) as f:
       return json.load(f)
@@ -209,22 +211,42 @@ def _configured(build_config, overrides: list[str]):
   return config, select.apply_overrides(config, list(overrides))
 
 
-def _check_reused(workdir: str, applied: dict) -> None:
-  """Raises ConfigError unless ``workdir/config.json`` holds each overridden field's value."""
+# Fields that tell a finished run apart from the one asked for, checked before reusing it.
+RUN_IDENTITY = ("method", "input.data.name", "input.data.target", "input.batch_size",
+                "total_epochs", "total_steps", "seed")
+_MISSING = object()
+
+
+def _field(tree, key: str):
+  for part in key.split("."):
+    if not hasattr(tree, "get"):
+      return _MISSING
+    tree = tree.get(part, _MISSING)
+    if tree is _MISSING:
+      return _MISSING
+  return tree
+
+
+def _check_reused(workdir: str, applied: dict, config=None) -> None:
+  """Raises ConfigError unless ``workdir/config.json`` holds each overridden field's value and,
+  where it records them, ``config``'s :data:`RUN_IDENTITY` fields."""
   try:
     with open(os.path.join(workdir, "config.json")) as f:
       saved = json.load(f)
   except (OSError, ValueError):
     saved = {}
-  for key, value in applied.items():
-    have = saved
-    for part in key.split("."):
-      have = have.get(part) if isinstance(have, dict) else None
+  wanted = [(key, value, "--config-override") for key, value in applied.items()]
+  for key in RUN_IDENTITY if config is not None else ():
+    value, have = _field(config, key), _field(saved, key)
+    if key not in applied and value is not _MISSING and have is not _MISSING:
+      wanted.append((key, value, "this command's config"))
+  for key, value, source in wanted:
+    have = _field(saved, key)
+    have = None if have is _MISSING else have
     want = json.loads(json.dumps(value))  # Tuples as config.json stores them (lists).
     if have != want:
       raise ConfigError(f"{workdir} holds a finished run with {key}={have!r}, not {want!r} "
-                        "(--config-override); pass --rerun to train it again, or another "
-                        "--workdir")
+                        f"({source}); pass --rerun to train it again, or another --workdir")
 
 
 def _check_overrides(chosen: list[str], args) -> str | None:
