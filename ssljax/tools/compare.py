@@ -227,7 +227,7 @@ def _field(tree, key: str):
   return tree
 
 
-def _check_reused(workdir: str, applied: dict, config=None) -> None:
+def _check_reused(workdir: str, applied: dict, config) -> None:
   """Raises ConfigError unless ``workdir/config.json`` holds each overridden field's value and,
   where it records them, ``config``'s :data:`RUN_IDENTITY` fields."""
   try:
@@ -235,16 +235,16 @@ def _check_reused(workdir: str, applied: dict, config=None) -> None:
       saved = json.load(f)
   except (OSError, ValueError):
     saved = {}
-  wanted = [(key, value, "--config-override") for key, value in applied.items()]
-  for key in RUN_IDENTITY if config is not None else ():
-    value, have = _field(config, key), _field(saved, key)
-    if key not in applied and value is not _MISSING and have is not _MISSING:
-      wanted.append((key, value, "this command's config"))
-  for key, value, source in wanted:
+  for key in [*applied, *(k for k in RUN_IDENTITY if k not in applied)]:
+    overridden = key in applied
     have = _field(saved, key)
+    want = applied[key] if overridden else _field(config, key)
+    if not overridden and _MISSING in (have, want):
+      continue  # A field this method or this config.json does not have.
     have = None if have is _MISSING else have
-    want = json.loads(json.dumps(value))  # Tuples as config.json stores them (lists).
+    want = json.loads(json.dumps(want))  # Tuples as config.json stores them (lists).
     if have != want:
+      source = "--config-override" if overridden else "this command's config"
       raise ConfigError(f"{workdir} holds a finished run with {key}={have!r}, not {want!r} "
                         f"({source}); pass --rerun to train it again, or another --workdir")
 
